@@ -1,0 +1,324 @@
+"""The `codedvision` command line. Every command has --help.
+
+Errors are one line on stderr (`error: ...`) and a non-zero exit status; in batch use the other
+files still complete and the summary counts the failures.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm",
+                  ".gif", ".heic", ".heif", ".avif", ".jxl"}
+
+
+class CLIError(click.ClickException):
+    def show(self, file=None) -> None:
+        click.echo(f"error: {self.message}", err=True)
+
+
+def _fail(msg: str) -> None:
+    raise CLIError(msg)
+
+
+def _load_codec(model: str | None):
+    from .codec import load
+
+    try:
+        return load(model)
+    except FileNotFoundError as e:
+        _fail(str(e))
+    except Exception as e:  # a damaged release: say which, in one line
+        _fail(f"cannot load model {model or '(default)'}: {e}")
+
+
+def _expand(inputs: tuple[str, ...], suffixes: set[str]) -> tuple[list[Path], bool]:
+    """Files named on the command line, directories expanded (not recursive).
+    Returns (files, batch) where batch is True when outputs go into a folder."""
+    files: list[Path] = []
+    batch = len(inputs) > 1
+    for s in inputs:
+        p = Path(s)
+        if p.is_dir():
+            batch = True
+            found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in suffixes)
+            if not found:
+                click.echo(f"warning: {p}: no files with suffix {', '.join(sorted(suffixes))}",
+                           err=True)
+            files += found
+        else:
+            files.append(p)
+    return files, batch
+
+
+def _plan_outputs(files: list[Path], out: str | None, batch: bool, suffix: str) -> list[Path]:
+    if out is not None and not batch and not out.endswith(("/", "\\")) and not Path(out).is_dir():
+        return [Path(out)]
+    folder = Path(out) if out is not None else None
+    return [(folder or f.parent) / (f.stem + suffix) for f in files]
+
+
+def _run_batch(files: list[Path], outputs: list[Path], job, verb: str) -> None:
+    """Run job(src, dst) -> (bytes_in, bytes_out, extra) for each pair with a progress bar."""
+    from tqdm import tqdm
+
+    inputs = {f.resolve() for f in files}
+    seen: dict[Path, Path] = {}
+    failed, done, total_in, total_out = 0, 0, 0, 0
+    t0 = time.perf_counter()
+    show_bar = len(files) > 1
+    bar = tqdm(list(zip(files, outputs)), disable=not show_bar, unit="file", file=sys.stderr,
+               leave=False)
+    for src, dst in bar:
+        try:
+            key = dst.resolve()
+            if key in inputs:
+                raise ValueError(f"output {dst} would overwrite an input")
+            if key in seen:
+                raise ValueError(f"output {dst} already written from {seen[key]} in this run")
+            seen[key] = src
+            n_in, n_out, extra = job(src, dst)
+            total_in += n_in
+            total_out += n_out
+            done += 1
+            msg = f"{src} -> {dst} ({n_in:,} -> {n_out:,} bytes{extra})"
+            (bar.write(msg, file=sys.stderr) if show_bar else click.echo(msg, err=True))
+        except KeyboardInterrupt:
+            raise
+        except Exception as e:  # one bad file must not stop the batch
+            failed += 1
+            msg = f"error: {src}: {_one_line(e)}"
+            (bar.write(msg, file=sys.stderr) if show_bar else click.echo(msg, err=True))
+    bar.close()
+    if show_bar or failed:
+        click.echo(f"{verb} {done} of {len(files)} file(s) in {time.perf_counter() - t0:.1f} s, "
+                   f"{total_in:,} -> {total_out:,} bytes" + (f"; {failed} failed" if failed else ""),
+                   err=True)
+    if failed:
+        sys.exit(1)
+
+
+def _one_line(e: Exception) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="codedvision")
+def main() -> None:
+    """codedvision: learned image compression whose files can be understood without decoding."""
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--output", "out", help="Output file (one input) or folder (several inputs "
+              "or a folder). Default: beside each input, as <stem>.cvz.")
+@click.option("-q", "--quality", type=click.FloatRange(0, 100), default=None,
+              help="0 (smallest) .. 100 (best). Default 75.")
+@click.option("--bpp", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Target rate: pick per image the highest quality whose file is at most this "
+                   "many bits per pixel.")
+@click.option("-f", "--force", is_flag=True, help="Overwrite existing output files.")
+@click.option("--model", type=click.Path(), default=None, help="Model folder (default: shipped).")
+def compress(inputs, out, quality, bpp, force, model):
+    """Compress images (PNG, JPEG, ...) to .cvz files."""
+    from .images import atomic_write
+
+    if quality is not None and bpp is not None:
+        _fail("give --quality or --bpp, not both")
+    files, batch = _expand(inputs, IMAGE_SUFFIXES)
+    if not files:
+        _fail("no input images")
+    outputs = _plan_outputs(files, out, batch, ".cvz")
+    codec = _load_codec(model)
+
+    def job(src: Path, dst: Path):
+        if dst.exists() and not force:
+            raise FileExistsError(f"{dst} exists (use --force to overwrite)")
+        res = codec.encode_ex(src, quality=75 if quality is None else quality, bpp=bpp)
+        atomic_write(dst, res.data, force=force)
+        w, h = _size_of(codec, res.data)
+        notes = "".join(f"; {n}" for n in res.notes)
+        return src.stat().st_size, len(res.data), (
+            f", {len(res.data) * 8 / (w * h):.3f} bpp, quality {res.quality}{notes}")
+
+    _run_batch(files, outputs, job, "compressed")
+
+
+def _size_of(codec, data: bytes) -> tuple[int, int]:
+    h = codec.header(data)
+    return h.width, h.height
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--output", "out", help="Output image (one input; its extension picks the "
+              "format) or folder (PNG files). Default: beside each input, as <stem>.png.")
+@click.option("-f", "--force", is_flag=True, help="Overwrite existing output files.")
+@click.option("--model", type=click.Path(), default=None, help="Model folder (default: shipped).")
+def decompress(inputs, out, force, model):
+    """Decompress .cvz files to images."""
+    from .images import atomic_write
+
+    files, batch = _expand(inputs, {".cvz"})
+    if not files:
+        _fail("no input files")
+    outputs = _plan_outputs(files, out, batch, ".png")
+    codec = _load_codec(model)
+
+    def job(src: Path, dst: Path):
+        if dst.exists() and not force:
+            raise FileExistsError(f"{dst} exists (use --force to overwrite)")
+        data = _read(src)
+        image = codec.decode(data)
+        atomic_write(dst, image=image, force=force)
+        return len(data), dst.stat().st_size, ""
+
+    _run_batch(files, outputs, job, "decompressed")
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no such file") from None
+    except IsADirectoryError:
+        raise IsADirectoryError("is a directory") from None
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per file.")
+def info(inputs, as_json):
+    """Show the header of .cvz files: size, quality, bpp, model."""
+    from .container import FormatError, read_header
+    from .release import DEFAULT_MODEL_DIR
+
+    default_id = None
+    manifest = DEFAULT_MODEL_DIR / "manifest.json"
+    if manifest.exists():
+        default_id = json.loads(manifest.read_text()).get("model_id")
+    failed = 0
+    for s in inputs:
+        p = Path(s)
+        try:
+            data = _read(p)
+            header, start, length = read_header(data)
+            rec = {
+                "file": str(p), "bytes": len(data), "width": header.width,
+                "height": header.height, "quality": header.quality,
+                "bpp": round(len(data) * 8 / (header.width * header.height), 5),
+                "header_bytes": start, "payload_bytes": length,
+                "model_id": header.model_id.hex(),
+                "default_model": header.model_id.hex() == default_id,
+            }
+        except (OSError, FormatError) as e:
+            failed += 1
+            click.echo(f"error: {p}: {_one_line(e)}", err=True)
+            continue
+        if as_json:
+            click.echo(json.dumps(rec))
+        else:
+            click.echo(f"{p}: {rec['width']}x{rec['height']}, quality {rec['quality']}, "
+                       f"{rec['bytes']:,} bytes ({rec['header_bytes']} header), "
+                       f"{rec['bpp']:.4f} bpp, model {rec['model_id']}"
+                       + (" (shipped default)" if rec["default_model"] else ""))
+    if failed:
+        sys.exit(1)
+
+
+@main.command()
+@click.option("-o", "--output", "out", default="codedvision-demo", show_default=True,
+              help="Folder for the demo's files (its own files there are replaced).")
+@click.option("-q", "--quality", type=click.FloatRange(0, 100), default=75, show_default=True)
+def demo(out, quality):
+    """Compress and decompress the shipped sample photo; print size, bpp, PSNR, MS-SSIM, times."""
+    from .demo import run_demo
+
+    try:
+        run_demo(Path(out), quality)
+    except OSError as e:
+        _fail(_one_line(e))
+
+
+@main.command()
+@click.option("--images", required=True, type=click.Path(exists=True),
+              help="Folder of images (or one image).")
+@click.option("--out", required=True, type=click.Path(), help="Output folder.")
+@click.option("--codecs", default=None, help="Comma-separated codec names (default: all available).")
+@click.option("--qualities", multiple=True, help="'10,50,90' for codedvision, or 'jpeg=10,50' "
+              "for any codec; repeatable.")
+@click.option("--jobs", type=click.IntRange(1), default=1, show_default=True)
+@click.option("--reference", type=click.Path(exists=True), default=None,
+              help="Folder of published RD points (JSON) to draw on the plots.")
+@click.option("--per-image", is_flag=True, help="Also plot each image's curves.")
+def evaluate(images, out, codecs, qualities, jobs, reference, per_image):
+    """Rate-distortion evaluation against classical codecs: JSON, plots, BD-rate report."""
+    from .evaluate import parse_settings, run_evaluation
+
+    try:
+        res = run_evaluation(
+            Path(images), Path(out),
+            codecs=[c.strip() for c in codecs.split(",") if c.strip()] if codecs else None,
+            settings=parse_settings(qualities) if qualities else None,
+            jobs=jobs, reference=Path(reference) if reference else None, per_image=per_image,
+        )
+    except ValueError as e:
+        _fail(_one_line(e))
+    click.echo(f"wrote {Path(out) / 'results.json'}, {Path(out) / 'report.md'} "
+               f"({len(res.get('averages', res))} averaged points)")
+
+
+@main.group()
+def train():
+    """Train codecs and export released models."""
+
+
+@train.command("codec")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
+              default=None, help="JSON TrainConfig (default: the built-in recipe).")
+@click.option("--run-dir", required=True, type=click.Path(file_okay=False),
+              help="Folder for checkpoints and logs (keep it outside git).")
+@click.option("--resume", is_flag=True, help="Continue the run in --run-dir bit for bit.")
+@click.option("--steps", type=click.IntRange(1), default=None,
+              help="Total steps (on --resume: extend or shorten the schedule).")
+@click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Stop (with a checkpoint) after this many minutes.")
+def train_codec(config_path, run_dir, resume, steps, minutes):
+    """Train a variable-rate codec (resumable; logs to RUN_DIR/log.csv)."""
+    from .train.codec import TrainConfig, Trainer
+
+    try:
+        cfg = TrainConfig()
+        if config_path:
+            cfg = TrainConfig.from_dict(json.loads(Path(config_path).read_text()))
+        trainer = Trainer(cfg, Path(run_dir), resume=resume, steps=steps)
+    except (OSError, ValueError, json.JSONDecodeError) as e:
+        _fail(_one_line(e))
+    trainer.run(max_minutes=minutes)
+    click.echo(f"stopped at step {trainer.step}; checkpoint {Path(run_dir) / 'checkpoint.pt'}")
+
+
+@train.command("export")
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", "out", required=True, type=click.Path(file_okay=False),
+              help="Release folder to write (model.safetensors + manifest.json).")
+@click.option("-f", "--force", is_flag=True)
+def train_export(checkpoint, out, force):
+    """Turn a training checkpoint into a released model the codec loads directly."""
+    from .train.export import export_checkpoint
+
+    try:
+        manifest = export_checkpoint(Path(checkpoint), Path(out), force=force)
+    except (OSError, ValueError, KeyError) as e:
+        _fail(_one_line(e))
+    click.echo(f"exported model {manifest['model_id']} to {out}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,241 @@
+"""The user-facing codec: image <-> .cvz bytes, and .cvz -> fMaps without pixel decoding.
+
+    codec = codedvision.load()                 # the shipped default model
+    data = codec.encode("photo.jpg", quality=75)
+    image = codec.decode(data)                 # PIL.Image, RGB
+    fmaps = codec.fmaps(data)                  # (1, M, h, w) float, entropy decoding only
+
+Encoding: pad to a multiple of the model stride (edge replication) -> forward net -> x gain(q)
+-> round -> [hyperprior: z = round(h_a(.)), coded with per-channel tables; scale indices from
+the exact integer hyper-synthesis] -> range coding -> container. Decoding mirrors it and crops.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from . import coder, container
+from .config import quality_to_position
+from .container import FormatError, Header
+from .images import to_rgb8
+from .intnet import ExactIntegerError, run_exact
+from .release import frozen_table_arrays, load_release
+
+# Above this many fMap positions the networks run tile by tile, bounding memory for huge images.
+TILE_FMAP = 48
+TILE_OVERLAP = 8  # fMap positions of context on each side of a tile
+
+
+@dataclass
+class EncodeResult:
+    data: bytes
+    quality: int
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class Codec:
+    """A loaded codedvision model, ready to encode and decode. Use `codedvision.load()`."""
+
+    def __init__(self, path=None):
+        self.model, coding, self.manifest, self.model_id = load_release(path)
+        self.cfg = self.model.cfg
+        self.hyper = self.cfg.entropy_model == "hyperprior"
+        self.y_tables = coder.FrozenTables(*frozen_table_arrays(coding, "y"))
+        if self.hyper:
+            self.z_tables = coder.FrozenTables(*frozen_table_arrays(coding, "z"))
+            self.hs_frozen = {k: v for k, v in coding.items() if k.startswith("hs.")}
+            self.log_min = float(coding["scale_log_min"][0])
+            self.log_step = float(coding["scale_log_step"][0])
+
+    # -- public API ----------------------------------------------------------------------
+    def encode(self, image, quality: float = 75) -> bytes:
+        """Compress an image (PIL image, HxWx3 uint8 array or path) to .cvz bytes.
+
+        quality: 0 (smallest) to 100 (best); rounded to an integer.
+        """
+        return self.encode_ex(image, quality=quality).data
+
+    def encode_ex(self, image, quality: float | None = 75, bpp: float | None = None) -> EncodeResult:
+        """Like encode, with notes and timing; with `bpp`, picks the highest quality whose file
+        is at most `bpp` bits per pixel (quality 0 if none is)."""
+        t0 = time.perf_counter()
+        rgb, notes = to_rgb8(image)
+        x, (h, w) = self._to_tensor(rgb)
+        with torch.no_grad():
+            y = self._tiled(self.model.forward_net, x, self.cfg.stride, down=True)
+        if bpp is None:
+            q = _check_quality(quality)
+            data = self._code(y, h, w, q)
+        else:
+            if not bpp > 0:
+                raise ValueError(f"target bpp must be positive, got {bpp}")
+            q, data = self._search_bpp(y, h, w, bpp)
+            if len(data) * 8 / (h * w) > bpp:
+                notes.append(f"even quality 0 exceeds {bpp} bpp")
+        return EncodeResult(data, q, notes, time.perf_counter() - t0)
+
+    def decode(self, data: bytes) -> Image.Image:
+        """Decode .cvz bytes to an RGB PIL image of the stored size."""
+        header, y_hat = self._entropy_decode(data)
+        _, inv_gain = self._gains(header.quality)
+        with torch.no_grad():
+            x_hat = self._tiled(self.model.backward_net, y_hat * inv_gain, self.cfg.stride,
+                                down=False)
+        x_hat = x_hat[0, :, : header.height, : header.width]
+        a = (x_hat.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+        return Image.fromarray(np.ascontiguousarray(a), "RGB")
+
+    def fmaps(self, data: bytes) -> torch.Tensor:
+        """Entropy-decoded fMaps (1,M,h,w), rescaled by the inverse gain so that every quality
+        has the same scale. No backward network runs."""
+        header, y_hat = self._entropy_decode(data)
+        return y_hat * self._gains(header.quality)[1]
+
+    def quantized_fmaps(self, data: bytes) -> tuple[Header, torch.Tensor]:
+        """The header and the integer fMaps exactly as coded (1,M,h,w) (for tests and tools)."""
+        return self._entropy_decode(data)
+
+    def header(self, data: bytes) -> Header:
+        return container.read_header(data)[0]
+
+    # -- internals -----------------------------------------------------------------------
+    def _to_tensor(self, rgb: Image.Image) -> tuple[torch.Tensor, tuple[int, int]]:
+        w, h = rgb.size
+        container.Header(self.model_id, h, w, 0).validate()
+        x = torch.from_numpy(np.array(rgb)).permute(2, 0, 1)[None].float() / 255.0
+        s = self.cfg.stride
+        ph, pw = -h % s, -w % s
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+        return x, (h, w)
+
+    def _gains(self, quality: int) -> tuple[torch.Tensor, torch.Tensor]:
+        pos = quality_to_position(quality, len(self.cfg.lambdas))
+        with torch.no_grad():
+            return self.model.gains(torch.tensor([pos]))
+
+    def _scale_indices(self, z_int: torch.Tensor) -> np.ndarray:
+        t = run_exact(self.model.hyper_synthesis.net, self.hs_frozen, z_int)
+        # only IEEE-exact float64 operations from here: identical on every machine
+        idx = np.floor((t - self.log_min) / self.log_step + 0.5)
+        return np.clip(idx, 0, self.cfg.num_scales - 1).astype(np.int64)
+
+    def _code(self, y: torch.Tensor, h: int, w: int, quality: int) -> bytes:
+        gain, _ = self._gains(quality)
+        y_g = y * gain
+        lim = coder.VALUE_LIMIT
+        y_int = torch.round(y_g).clamp(-lim, lim)
+        enc = coder.RangeEncoder()
+        if self.hyper:
+            with torch.no_grad():
+                z = self.model.hyper_analysis(y_g)
+            z_int = torch.round(z).clamp(-lim, lim)
+            coder.encode(enc, z_int.numpy().astype(np.int64), _channel_ids(z_int.shape),
+                         self.z_tables)
+            y_ids = self._scale_indices(z_int)
+        else:
+            y_ids = _channel_ids(y_int.shape)
+        coder.encode(enc, y_int.numpy().astype(np.int64), y_ids, self.y_tables)
+        payload = enc.get_compressed().astype("<u4").tobytes()
+        return container.pack(Header(self.model_id, h, w, quality), payload)
+
+    def _search_bpp(self, y: torch.Tensor, h: int, w: int, bpp: float) -> tuple[int, bytes]:
+        lo, hi = 0, 100
+        best = (0, self._code(y, h, w, 0))
+        if len(best[1]) * 8 / (h * w) > bpp:
+            return best
+        while lo < hi:  # file size grows with quality: bisect for the highest that fits
+            mid = (lo + hi + 1) // 2
+            data = self._code(y, h, w, mid)
+            if len(data) * 8 / (h * w) <= bpp:
+                lo, best = mid, (mid, data)
+            else:
+                hi = mid - 1
+        return best
+
+    def _entropy_decode(self, data: bytes) -> tuple[Header, torch.Tensor]:
+        header, payload = container.unpack(bytes(data))
+        if header.model_id != self.model_id:
+            raise FormatError(
+                f"made by model {header.model_id.hex()}, but the loaded model is "
+                f"{self.model_id.hex()}"
+            )
+        if len(payload) % 4:
+            raise FormatError("corrupted payload (length not a multiple of 4)")
+        s, d = self.cfg.stride, 2**self.cfg.downsamples
+        hp, wp = -(-header.height // s) * s, -(-header.width // s) * s
+        y_shape = (1, self.cfg.fmaps, hp // d, wp // d)
+        try:
+            dec = coder.RangeDecoder(np.frombuffer(payload, dtype="<u4").astype(np.uint32))
+            if self.hyper:
+                z_shape = (1, self.cfg.hyper_channels, y_shape[2] // 4, y_shape[3] // 4)
+                z = coder.decode(dec, _channel_ids(z_shape), self.z_tables)
+                z_int = torch.from_numpy(z.reshape(z_shape)).double()
+                y_ids = self._scale_indices(z_int)
+            else:
+                y_ids = _channel_ids(y_shape)
+            y = coder.decode(dec, y_ids, self.y_tables)
+        except ExactIntegerError:
+            raise FormatError("corrupted payload (hyper-latents out of range)") from None
+        except (ValueError, RuntimeError, AssertionError) as e:  # constriction on garbage
+            raise FormatError(f"corrupted payload ({e})") from None
+        return header, torch.from_numpy(y.reshape(y_shape).astype(np.float32))
+
+    def _tiled(self, net: torch.nn.Module, x: torch.Tensor, stride: int, down: bool) -> torch.Tensor:
+        """Run `net` (forward: /2^d, backward: x2^d) tile by tile when x is large."""
+        d = 2**self.cfg.downsamples
+        unit = d if down else 1  # input pixels per fMap position
+        tile, ov = TILE_FMAP * unit, TILE_OVERLAP * unit
+        H, W = x.shape[2:]
+        if H <= tile + 2 * ov and W <= tile + 2 * ov:
+            return net(x)
+        scale = 1 / d if down else d
+        out = None
+        for top in range(0, H, tile):
+            for left in range(0, W, tile):
+                t0, l0 = max(0, top - ov), max(0, left - ov)
+                t1, l1 = min(H, top + tile + ov), min(W, left + tile + ov)
+                piece = net(x[:, :, t0:t1, l0:l1])
+                if out is None:
+                    out = piece.new_empty(1, piece.shape[1], int(H * scale), int(W * scale))
+                a, b = int((top - t0) * scale), int((left - l0) * scale)
+                hh = int(min(tile, H - top) * scale)
+                ww = int(min(tile, W - left) * scale)
+                out[:, :, int(top * scale) : int(top * scale) + hh,
+                    int(left * scale) : int(left * scale) + ww] = piece[:, :, a : a + hh, b : b + ww]
+        return out
+
+
+def _channel_ids(shape) -> np.ndarray:
+    b, c, h, w = shape
+    return np.broadcast_to(np.arange(c).reshape(1, c, 1, 1), (b, c, h, w)).ravel()
+
+
+def _check_quality(quality) -> int:
+    try:
+        q = float(quality)
+    except (TypeError, ValueError):
+        raise ValueError(f"quality must be a number from 0 to 100, got {quality!r}") from None
+    if not 0 <= q <= 100:
+        raise ValueError(f"quality must be from 0 to 100, got {quality}")
+    return int(round(q))
+
+
+_DEFAULT: Codec | None = None
+
+
+def load(path=None) -> Codec:
+    """Load a codec: the shipped default model (cached), or the release folder at `path`."""
+    global _DEFAULT
+    if path is None:
+        if _DEFAULT is None:
+            _DEFAULT = Codec(None)
+        return _DEFAULT
+    return Codec(path)

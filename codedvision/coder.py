@@ -1,0 +1,83 @@
+"""Entropy coding of integer symbols with frozen integer tables (constriction's range coder).
+
+Symbols that share a table are coded together, tables in increasing order, each group in
+raster order; encoder and decoder derive the same grouping from data both have (the channel
+index, or the scale index from the exact hyper-synthesis). A value outside its table's radius
+is coded as the table's escape symbol, and after all groups its value is coded with a uniform
+model over ESCAPE_RANGE.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import constriction
+
+# constriction is an extension module: its submodules are attributes, not importable names
+Categorical = constriction.stream.model.Categorical
+Uniform = constriction.stream.model.Uniform
+RangeEncoder = constriction.stream.queue.RangeEncoder
+RangeDecoder = constriction.stream.queue.RangeDecoder
+
+ESCAPE_BITS = 16
+ESCAPE_RANGE = 2**ESCAPE_BITS
+VALUE_LIMIT = ESCAPE_RANGE // 2 - 1  # encoders clamp values to +-VALUE_LIMIT
+
+
+class FrozenTables:
+    """A set of integer frequency tables: freqs (T,L) int32, table t over -radius[t]..radius[t]
+    followed by an escape symbol."""
+
+    def __init__(self, freqs: np.ndarray, radius: np.ndarray):
+        self.radius = np.asarray(radius, dtype=np.int64)
+        self.models = []
+        for t, r in enumerate(self.radius):
+            row = np.asarray(freqs[t, : 2 * r + 2], dtype=np.float64)
+            if row.min() <= 0:
+                raise ValueError("frozen tables must have positive frequencies")
+            self.models.append(Categorical(row / row.sum(), perfect=False))
+
+    def __len__(self) -> int:
+        return len(self.models)
+
+
+def _groups(table_ids: np.ndarray):
+    order = np.argsort(table_ids, kind="stable")
+    ids, starts = np.unique(table_ids[order], return_index=True)
+    bounds = list(starts[1:]) + [len(order)]
+    return [(int(t), order[s:e]) for t, s, e in zip(ids, starts, bounds)]
+
+
+def encode(encoder: RangeEncoder, values: np.ndarray, table_ids: np.ndarray,
+           tables: FrozenTables) -> None:
+    """Append flat integer `values` (|v| <= VALUE_LIMIT), each coded with tables[table_ids]."""
+    values = np.asarray(values, dtype=np.int64).ravel()
+    table_ids = np.asarray(table_ids, dtype=np.int64).ravel()
+    escapes = []
+    for t, idx in _groups(table_ids):
+        r = tables.radius[t]
+        v = values[idx]
+        esc = np.abs(v) > r
+        sym = np.where(esc, 2 * r + 1, v + r).astype(np.int32)
+        encoder.encode(sym, tables.models[t])
+        escapes.append(v[esc])
+    esc_values = np.concatenate(escapes) if escapes else np.zeros(0, np.int64)
+    if len(esc_values):
+        if np.abs(esc_values).max() > VALUE_LIMIT:
+            raise ValueError("value out of the codable range")
+        encoder.encode((esc_values + ESCAPE_RANGE // 2).astype(np.int32), Uniform(ESCAPE_RANGE))
+
+
+def decode(decoder: RangeDecoder, table_ids: np.ndarray, tables: FrozenTables) -> np.ndarray:
+    """Inverse of encode: the flat int64 values, in the order of table_ids."""
+    table_ids = np.asarray(table_ids, dtype=np.int64).ravel()
+    out = np.empty(len(table_ids), dtype=np.int64)
+    esc_positions = []
+    for t, idx in _groups(table_ids):
+        r = tables.radius[t]
+        sym = decoder.decode(tables.models[t], len(idx)).astype(np.int64)
+        out[idx] = sym - r
+        esc_positions.append(idx[sym == 2 * r + 1])
+    esc = np.concatenate(esc_positions) if esc_positions else np.zeros(0, np.int64)
+    if len(esc):
+        out[esc] = decoder.decode(Uniform(ESCAPE_RANGE), len(esc)).astype(np.int64) - ESCAPE_RANGE // 2
+    return out

@@ -1,0 +1,109 @@
+"""Reading user images into 8-bit RGB, and writing decoded images atomically."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+ImageLike = "Image.Image | np.ndarray | str | os.PathLike"
+
+
+class InputError(ValueError):
+    """An input image cannot be read (the message says why, in one line)."""
+
+
+def to_rgb8(image) -> tuple[Image.Image, list[str]]:
+    """Convert a PIL image, an HxW / HxWx3 / HxWx4 array (uint8 or uint16) or a path to 8-bit RGB.
+
+    EXIF orientation is applied; grayscale, palette, alpha and 16-bit inputs are converted, and
+    each conversion is named in the returned notes.
+    """
+    notes: list[str] = []
+    if isinstance(image, (str, os.PathLike)):
+        path = Path(image)
+        try:
+            with Image.open(path) as im:
+                im.load()
+                image = im.copy()
+                image.info.update(im.info)
+                image.getexif().update(im.getexif())
+        except FileNotFoundError:
+            raise InputError(f"{path}: no such file") from None
+        except IsADirectoryError:
+            raise InputError(f"{path}: is a directory") from None
+        except (OSError, SyntaxError, ValueError) as e:
+            raise InputError(f"{path}: not a readable image ({e})") from None
+    if isinstance(image, np.ndarray):
+        image = _array_to_pil(image, notes)
+    if not isinstance(image, Image.Image):
+        raise InputError(f"unsupported image type {type(image).__name__}")
+    if image.width < 1 or image.height < 1:
+        raise InputError("empty image")
+    if image.getexif().get(0x0112, 1) not in (1, None):
+        image = ImageOps.exif_transpose(image)
+        notes.append("EXIF orientation applied")
+    mode = image.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        a = np.asarray(image).astype(np.float64)
+        peak = 65535.0 if a.max(initial=0) > 255 else 255.0
+        a = np.clip(np.rint(a * 255.0 / peak), 0, 255).astype(np.uint8)
+        image = Image.fromarray(a, "L")
+        notes.append(f"{'16-bit' if peak > 255 else mode} grayscale converted to 8-bit RGB")
+    elif mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(white, rgba)
+        notes.append("alpha channel composited onto white")
+    elif mode in ("L", "1"):
+        notes.append("grayscale converted to RGB")
+    elif mode == "P":
+        notes.append("palette image converted to RGB")
+    elif mode != "RGB":
+        notes.append(f"{mode} converted to RGB")
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    return image, notes
+
+
+def _array_to_pil(a: np.ndarray, notes: list[str]) -> Image.Image:
+    if a.ndim == 2:
+        a = a[:, :, None]
+    if a.ndim != 3 or a.shape[2] not in (1, 3, 4) or a.shape[0] < 1 or a.shape[1] < 1:
+        raise InputError(f"array must be HxW, HxWx3 or HxWx4, got shape {a.shape}")
+    if a.dtype == np.uint16:
+        a = np.clip(np.rint(a.astype(np.float64) / 257.0), 0, 255).astype(np.uint8)
+        notes.append("16-bit converted to 8-bit")
+    elif a.dtype != np.uint8:
+        raise InputError(f"array dtype must be uint8 or uint16, got {a.dtype}")
+    mode = {1: "L", 3: "RGB", 4: "RGBA"}[a.shape[2]]
+    return Image.fromarray(np.ascontiguousarray(a if a.shape[2] > 1 else a[:, :, 0]), mode)
+
+
+def atomic_write(path: Path, data: bytes | None = None, *, image: Image.Image | None = None,
+                 force: bool = False, **save_args) -> None:
+    """Write bytes or an image to `path` through a temporary file in the same folder + rename.
+
+    Refuses to replace an existing file unless force=True; never leaves a partial file.
+    """
+    path = Path(path)
+    if path.exists() and not force:
+        raise FileExistsError(f"{path} exists (use --force to overwrite)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if image is not None:
+                fmt = Image.registered_extensions().get(path.suffix.lower())
+                if fmt is None:
+                    raise InputError(f"{path}: unknown image format {path.suffix!r}")
+                image.save(f, format=fmt, **save_args)
+            else:
+                f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,123 @@
+"""The trainable codec: forward net, per-quality gains, entropy models, backward net.
+
+    x ──ForwardNet──> y ──× gain(q)──> y_g ──round──> ŷ_g ──× inv_gain(q)──> BackwardNet ──> x̂
+                                        │                 (the fMaps)
+                        hyperprior:     └─|·|─HyperAnalysis─> z ──round──> ẑ ──HyperSynthesis──> scales of ŷ_g
+
+Variable rate in one model (after Cui et al., "Asymmetric gained deep image compression"):
+each quality anchor k has a learned gain vector g_k and inverse gain vector g'_k over the M
+fMaps; between anchors the vectors are interpolated log-linearly, so quality is continuous.
+Training samples the anchor position per image and weighs its distortion with the matching
+lambda (loss = lambda * 255^2 * MSE + bpp, CompressAI's scale).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import ModelConfig
+from .entropy_models import FactorizedPWL, GaussianConditional
+from .networks import BackwardNet, ForwardNet, HyperAnalysis, HyperSynthesis
+
+
+def round_ste(x: torch.Tensor) -> torch.Tensor:
+    """Rounding whose gradient is the identity (straight-through)."""
+    return x + (torch.round(x) - x).detach()
+
+
+class CodedVisionModel(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.forward_net = ForwardNet(cfg)
+        self.backward_net = BackwardNet(cfg)
+        k, m = len(cfg.lambdas), cfg.fmaps
+        # High-rate theory: the best quantizer step scales as 1/sqrt(lambda); start there.
+        lam = torch.tensor(cfg.lambdas)
+        init = 0.5 * torch.log(lam / lam[len(lam) // 2]).unsqueeze(1).repeat(1, m)
+        self.log_gain = nn.Parameter(init.clone())
+        self.log_inv_gain = nn.Parameter(-init.clone())
+        if cfg.entropy_model == "hyperprior":
+            self.hyper_analysis = HyperAnalysis(cfg)
+            self.hyper_synthesis = HyperSynthesis(cfg)
+            self.z_model = FactorizedPWL(cfg.hyper_channels, cfg.pwl_radius)
+            self.y_model = GaussianConditional(cfg.num_scales, cfg.scale_min, cfg.scale_max)
+        else:
+            self.y_model = FactorizedPWL(cfg.fmaps, cfg.pwl_radius)
+
+    # -- gains ---------------------------------------------------------------------------
+    def gains(self, position: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gain and inverse gain (B,M,1,1) at anchor positions (B,) in [0, K-1]."""
+        k = self.log_gain.shape[0]
+        pos = position.float().clamp(0, k - 1)
+        lo = pos.floor().clamp(max=k - 2).long()
+        t = (pos - lo).unsqueeze(1)
+
+        def interp(table: torch.Tensor) -> torch.Tensor:
+            v = (1 - t) * table[lo] + t * table[lo + 1]
+            return torch.exp(v)[:, :, None, None]
+
+        return interp(self.log_gain), interp(self.log_inv_gain)
+
+    def lambdas(self, position: torch.Tensor) -> torch.Tensor:
+        """Lambda (B,) at anchor positions (log-linear between anchors)."""
+        lam = torch.log(torch.tensor(self.cfg.lambdas, device=position.device))
+        k = lam.shape[0]
+        pos = position.float().clamp(0, k - 1)
+        lo = pos.floor().clamp(max=k - 2).long()
+        t = pos - lo
+        return torch.exp((1 - t) * lam[lo] + t * lam[lo + 1])
+
+    # -- training forward ----------------------------------------------------------------
+    def forward(self, x: torch.Tensor, position: torch.Tensor, autocast: bool = False) -> dict:
+        """Training/validation pass with noise-relaxed rates.
+
+        Args:
+            x: (B,3,H,W) in [0,1], H and W multiples of cfg.stride.
+            position: (B,) anchor positions in [0, K-1].
+            autocast: run the convolutions in bfloat16 (entropy models stay float32).
+        Returns: dict with x_hat (B,3,H,W), bits (B,) estimated bits per image, mse (B,).
+        """
+        gain, inv_gain = self.gains(position)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            y = self.forward_net(x)
+        y = y.float() * gain
+        noisy = y + torch.empty_like(y).uniform_(-0.5, 0.5)
+        bits = torch.zeros(x.shape[0], device=x.device)
+        if self.cfg.entropy_model == "hyperprior":
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+                z = self.hyper_analysis(y)
+            z = z.float()
+            z_noisy = z + torch.empty_like(z).uniform_(-0.5, 0.5)
+            bits = bits - torch.log2(self.z_model.likelihood(z_noisy)).sum((1, 2, 3))
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+                log_scale = self.hyper_synthesis(round_ste(z))
+            lik_y = self.y_model.likelihood(noisy, log_scale.float())
+        else:
+            lik_y = self.y_model.likelihood(noisy)
+        bits = bits - torch.log2(lik_y).sum((1, 2, 3))
+        y_hat = round_ste(y) * inv_gain
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            x_hat = self.backward_net(y_hat)
+        x_hat = x_hat.float()
+        mse = F.mse_loss(x_hat, x, reduction="none").mean((1, 2, 3))
+        return {"x_hat": x_hat, "bits": bits, "mse": mse}
+
+    def rd_loss(self, out: dict, position: torch.Tensor, num_pixels: int, rate_weight: float = 1.0):
+        """Mean over the batch of lambda*255^2*MSE + rate_weight*bpp; also returns bpp, psnr."""
+        bpp = out["bits"] / num_pixels
+        lam = self.lambdas(position)
+        loss = (lam * 255.0**2 * out["mse"] + rate_weight * bpp).mean()
+        psnr = (-10 * torch.log10(out["mse"].detach().clamp_min(1e-10))).mean()
+        return loss, bpp.detach().mean(), psnr
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def psnr_from_mse(mse: float) -> float:
+    return 10 * math.log10(1.0 / max(mse, 1e-12))
