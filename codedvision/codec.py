@@ -23,7 +23,7 @@ from PIL import Image
 from . import coder, container
 from .config import quality_to_position
 from .container import FormatError, Header
-from .images import to_rgb8
+from .images import InputError, to_rgb8
 from .intnet import ExactIntegerError, run_exact
 from .release import frozen_table_arrays, load_release
 
@@ -63,8 +63,8 @@ class Codec:
         return self.encode_ex(image, quality=quality).data
 
     def encode_ex(self, image, quality: float | None = 75, bpp: float | None = None) -> EncodeResult:
-        """Like encode, with notes and timing; with `bpp`, picks the highest quality whose file
-        is at most `bpp` bits per pixel (quality 0 if none is)."""
+        """Like encode, with notes and timing; with `bpp` (which then overrides `quality`), picks
+        the highest quality whose file is at most `bpp` bits per pixel (quality 0 if none is)."""
         t0 = time.perf_counter()
         rgb, notes = to_rgb8(image)
         x, (h, w) = self._to_tensor(rgb)
@@ -108,7 +108,10 @@ class Codec:
     # -- internals -----------------------------------------------------------------------
     def _to_tensor(self, rgb: Image.Image) -> tuple[torch.Tensor, tuple[int, int]]:
         w, h = rgb.size
-        container.Header(self.model_id, h, w, 0).validate()
+        try:
+            container.Header(self.model_id, h, w, 0).validate()
+        except FormatError as e:
+            raise InputError(f"image too large for the .cvz format: {e}") from None
         x = torch.from_numpy(np.array(rgb)).permute(2, 0, 1)[None].float() / 255.0
         s = self.cfg.stride
         ph, pw = -h % s, -w % s

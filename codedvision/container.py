@@ -7,8 +7,11 @@
     8       var   height (ULEB128), width (ULEB128)
     .       1     quality, 0..100
     .       var   payload length in bytes (ULEB128)
-    .       4     CRC32 of the payload, big-endian
+    .       4     CRC32 of all bytes before it and of the payload, big-endian
     .       n     payload
+
+The CRC covers the header too: a corrupted size or quality would otherwise decode, silently,
+to a wrong image.
 """
 
 from __future__ import annotations
@@ -72,9 +75,8 @@ def pack(header: Header, payload: bytes) -> bytes:
     """Serialise a header and payload into .cvz bytes."""
     header.validate()
     head = (MAGIC + bytes([VERSION]) + header.model_id + _uleb(header.height)
-            + _uleb(header.width) + bytes([header.quality]) + _uleb(len(payload))
-            + zlib.crc32(payload).to_bytes(4, "big"))
-    return head + payload
+            + _uleb(header.width) + bytes([header.quality]) + _uleb(len(payload)))
+    return head + zlib.crc32(payload, zlib.crc32(head)).to_bytes(4, "big") + payload
 
 
 def read_header(data: bytes) -> tuple[Header, int, int]:
@@ -108,6 +110,6 @@ def unpack(data: bytes) -> tuple[Header, bytes]:
     if len(payload) > length:
         raise FormatError(f"{len(payload) - length} unexpected bytes after the payload")
     crc = int.from_bytes(data[start - 4 : start], "big")
-    if zlib.crc32(payload) != crc:
+    if zlib.crc32(payload, zlib.crc32(data[: start - 4])) != crc:
         raise FormatError("CRC mismatch: the file is corrupted")
     return header, payload

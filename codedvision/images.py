@@ -49,7 +49,9 @@ def to_rgb8(image) -> tuple[Image.Image, list[str]]:
     mode = image.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         a = np.asarray(image).astype(np.float64)
-        peak = 65535.0 if a.max(initial=0) > 255 else 255.0
+        # 16-bit modes are 0..65535 by definition; 32-bit int/float ones carry no range, so
+        # values above 255 are taken as 16-bit
+        peak = 65535.0 if mode.startswith("I;16") or a.max(initial=0) > 255 else 255.0
         a = np.clip(np.rint(a * 255.0 / peak), 0, 255).astype(np.uint8)
         image = Image.fromarray(a, "L")
         notes.append(f"{'16-bit' if peak > 255 else mode} grayscale converted to 8-bit RGB")

@@ -134,6 +134,7 @@ class Trainer:
             self.gen.set_state(state["generator"])
             torch.set_rng_state(state["torch_rng"])
             self.step = state["step"]
+            self._truncate_log()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
 
@@ -203,6 +204,20 @@ class Trainer:
             res[f"val_bpp_{name}"] = bpp[idx].mean().item()
             res[f"val_psnr_{name}"] = psnr[idx].mean().item()
         return res
+
+    def _truncate_log(self) -> None:
+        """Drop log rows written after the checkpoint: the resumed run logs those steps again."""
+        path = self.run_dir / "log.csv"
+        if not path.exists():
+            return
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        keep = [r for r in rows if int(r["step"]) <= self.step]
+        if len(keep) != len(rows):
+            with open(path, "w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=self.LOG_FIELDS, restval="")
+                w.writeheader()
+                w.writerows(keep)
 
     def save_checkpoint(self) -> None:
         state = {

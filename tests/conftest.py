@@ -1,0 +1,111 @@
+"""Shared fixtures: tiny exported models, a real photo, small synthetic images.
+
+The tiny models are random (untrained) but complete releases: every codec path (networks,
+gains, frozen tables, exact integer hyper-synthesis, container) runs exactly as with the
+shipped model, only much faster. Tests that need a trained model's behaviour (quality ordering,
+the Pillow plugin, the demo) use the shipped default model, on small images.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import codedvision
+from codedvision import release
+from codedvision.codec import Codec
+from codedvision.config import ModelConfig
+from codedvision.model import CodedVisionModel
+
+REPO = Path(__file__).resolve().parents[1]
+KODAK_PHOTO = REPO.parent / "shared" / "data" / "kodak" / "kodim01.png"
+SAMPLE_PHOTO = Path(codedvision.__file__).resolve().parent / "data" / "sample.png"
+
+# One intra-op thread: on a small, busy machine (a training run holds the cores) a second
+# thread makes every small convolution wait for it, 100x slower. The thread-count test sets
+# its own counts.
+torch.set_num_threads(1)
+
+
+def _export_tiny(folder: Path, entropy_model: str) -> Path:
+    torch.manual_seed(0)
+    cfg = ModelConfig(channels=16, fmaps=16, hyper_channels=16, entropy_model=entropy_model)
+    release.export(CodedVisionModel(cfg), folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """Release folder of a tiny random hyperprior model."""
+    return _export_tiny(tmp_path_factory.mktemp("tiny_hyperprior"), "hyperprior")
+
+
+@pytest.fixture(scope="session")
+def tiny_codec(tiny_model_dir) -> Codec:
+    return Codec(tiny_model_dir)
+
+
+@pytest.fixture(scope="session")
+def factorized_model_dir(tmp_path_factory) -> Path:
+    """Release folder of a tiny random factorized-prior model."""
+    return _export_tiny(tmp_path_factory.mktemp("tiny_factorized"), "factorized")
+
+
+@pytest.fixture(scope="session")
+def factorized_codec(factorized_model_dir) -> Codec:
+    return Codec(factorized_model_dir)
+
+
+@pytest.fixture(scope="session")
+def default_model_dir(tmp_path_factory) -> Path:
+    """A private copy of the shipped default model.
+
+    The shipped model may be replaced while the suite runs (it is being retrained); tests that
+    encode in one place and decode in another (a subprocess) load this copy so that both sides
+    see the same weights.
+    """
+    folder = tmp_path_factory.mktemp("default_model")
+    for name in (release.WEIGHTS, release.MANIFEST):
+        shutil.copy2(release.DEFAULT_MODEL_DIR / name, folder / name)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def default_codec() -> Codec:
+    """The shipped default model, as `codedvision.load()` returns it (cached)."""
+    return codedvision.load()
+
+
+@pytest.fixture(scope="session")
+def photo_path() -> Path:
+    """A real photo: Kodak kodim01 when the shared data set is present, else the shipped sample."""
+    path = KODAK_PHOTO if KODAK_PHOTO.is_file() else SAMPLE_PHOTO
+    assert path.is_file(), f"no test photo: neither {KODAK_PHOTO} nor {SAMPLE_PHOTO} exists"
+    return path
+
+
+@pytest.fixture(scope="session")
+def photo(photo_path) -> Image.Image:
+    """The photo as an 8-bit RGB PIL image (768x512 for both candidates)."""
+    with Image.open(photo_path) as im:
+        return im.convert("RGB")
+
+
+@pytest.fixture(scope="session")
+def small_photo(photo) -> Image.Image:
+    """A 96x80 crop of the photo: fast with any model, still a real image."""
+    return photo.crop((200, 150, 296, 230))
+
+
+def synthetic(width: int, height: int, seed: int = 0) -> Image.Image:
+    """A colour gradient with some noise, as an RGB PIL image."""
+    yy, xx = np.mgrid[0:height, 0:width]
+    base = np.stack([xx * 255 / max(width, 1), yy * 255 / max(height, 1),
+                     (xx + yy) * 127 / max(width + height, 1)], axis=-1)
+    noise = np.random.default_rng(seed).normal(0, 8, (height, width, 3))
+    return Image.fromarray(np.clip(base + noise, 0, 255).astype(np.uint8), "RGB")

@@ -1,0 +1,202 @@
+"""Round trips of the codec: sizes, both entropy models, the fMaps API, quality and target bpp."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from codedvision import codec as codec_module
+from codedvision.config import quality_to_position
+
+from conftest import synthetic
+
+
+def coded_integers(codec, image: Image.Image, quality: int) -> torch.Tensor:
+    """The integer fMaps the encoder should code, recomputed from the model directly:
+    pad by edge replication to the stride, forward net, x gain, round (small images only)."""
+    x = torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)[None].float() / 255
+    s = codec.cfg.stride
+    x = F.pad(x, (0, -x.shape[3] % s, 0, -x.shape[2] % s), mode="replicate")
+    with torch.no_grad():
+        gain, _ = codec.model.gains(torch.tensor([quality_to_position(quality,
+                                                                      len(codec.cfg.lambdas))]))
+        return torch.round(codec.model.forward_net(x) * gain)
+
+
+def expected_fmap_shape(codec, width: int, height: int) -> tuple[int, int, int, int]:
+    s, d = codec.cfg.stride, 2**codec.cfg.downsamples
+    return (1, codec.cfg.fmaps, math.ceil(height / s) * s // d, math.ceil(width / s) * s // d)
+
+
+# -- round trips of odd sizes -------------------------------------------------------------------
+
+@pytest.mark.parametrize("size", [(1, 1), (17, 33), (33, 17), (64, 64), (65, 63)],
+                         ids=lambda s: f"{s[0]}x{s[1]}")
+def test_round_trip_keeps_odd_sizes(tiny_codec, size):
+    w, h = size
+    data = tiny_codec.encode(synthetic(w, h), quality=60)
+    decoded = tiny_codec.decode(data)
+    assert decoded.size == (w, h)
+    assert decoded.mode == "RGB"
+    header = tiny_codec.header(data)
+    assert (header.width, header.height, header.quality) == (w, h, 60)
+
+
+def test_decoded_fmaps_equal_encoded_symbols(tiny_codec, photo):
+    crop = photo.crop((0, 0, 768, 512))
+    data = tiny_codec.encode(crop, quality=40)
+    header, y_hat = tiny_codec.quantized_fmaps(data)
+    assert (header.width, header.height) == (768, 512)
+    assert y_hat.shape == (1, 16, 32, 48)
+    assert torch.equal(y_hat, coded_integers(tiny_codec, crop, 40))
+    assert tiny_codec.decode(data).size == (768, 512)
+
+
+def test_decoded_fmaps_equal_encoded_symbols_for_odd_size(tiny_codec, photo):
+    crop = photo.crop((101, 37, 101 + 150, 37 + 77))
+    data = tiny_codec.encode(crop, quality=90)
+    _, y_hat = tiny_codec.quantized_fmaps(data)
+    assert torch.equal(y_hat, coded_integers(tiny_codec, crop, 90))
+
+
+def test_fmaps_are_quantized_fmaps_times_inverse_gain(tiny_codec, small_photo):
+    data = tiny_codec.encode(small_photo, quality=33)
+    header, y_hat = tiny_codec.quantized_fmaps(data)
+    _, inv_gain = tiny_codec._gains(header.quality)
+    fm = tiny_codec.fmaps(data)
+    assert fm.shape == y_hat.shape == expected_fmap_shape(tiny_codec, *small_photo.size)
+    assert torch.equal(fm, y_hat * inv_gain)
+
+
+def test_decoding_is_deterministic(tiny_codec, small_photo):
+    data = tiny_codec.encode(small_photo, quality=75)
+    assert tiny_codec.encode(small_photo, quality=75) == data
+    a, b = tiny_codec.decode(data), tiny_codec.decode(data)
+    assert np.array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_large_image_round_trips_tile_by_tile(tiny_codec, photo):
+    """4000x3000 runs the networks tile by tile (Codec._tiled), bounding memory."""
+    big = photo.resize((4000, 3000), Image.BILINEAR)  # uint8, 36 MB
+    nets = {"forward": tiny_codec.model.forward_net, "backward": tiny_codec.model.backward_net}
+    seen: dict[str, list[tuple[int, int]]] = {k: [] for k in nets}
+    handles = [net.register_forward_pre_hook(
+        lambda mod, args, k=k: seen[k].append(tuple(args[0].shape[2:]))) for k, net in nets.items()]
+    try:
+        data = tiny_codec.encode(big, quality=50)
+        del big
+        decoded = tiny_codec.decode(data)
+    finally:
+        for h in handles:
+            h.remove()
+    assert decoded.size == (4000, 3000)
+    d = 2**tiny_codec.cfg.downsamples
+    limit = codec_module.TILE_FMAP + 2 * codec_module.TILE_OVERLAP  # fMap positions per side
+    assert len(seen["forward"]) > 1 and len(seen["backward"]) > 1
+    assert max(max(s) for s in seen["forward"]) <= limit * d
+    assert max(max(s) for s in seen["backward"]) <= limit
+    header, y1 = tiny_codec.quantized_fmaps(data)
+    _, y2 = tiny_codec.quantized_fmaps(data)
+    assert torch.equal(y1, y2)
+    assert y1.shape == (1, 16, math.ceil(3000 / 64) * 4, math.ceil(4000 / 64) * 4)
+    assert (header.width, header.height) == (4000, 3000)
+    # the decoded image resembles the input (a random model only passes colours through
+    # loosely, so just check it is not empty or constant)
+    assert np.asarray(decoded).std() > 0
+
+
+# -- both entropy models -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("which", ["tiny_codec", "factorized_codec"])
+def test_both_entropy_models_round_trip(request, which, photo):
+    codec = request.getfixturevalue(which)
+    crop = photo.crop((0, 0, 200, 130))
+    data = codec.encode(crop, quality=70)
+    assert codec.decode(data).size == (200, 130)
+    _, y_hat = codec.quantized_fmaps(data)
+    assert torch.equal(y_hat, coded_integers(codec, crop, 70))
+    assert codec.fmaps(data).shape == expected_fmap_shape(codec, 200, 130)
+
+
+def test_factorized_fmaps_shape_follows_forward_stride(factorized_codec):
+    data = factorized_codec.encode(synthetic(33, 17), quality=50)
+    assert factorized_codec.cfg.stride == 16
+    assert factorized_codec.fmaps(data).shape == (1, 16, 2, 3)
+
+
+def test_hyperprior_fmaps_shape_follows_hyperprior_stride(tiny_codec):
+    data = tiny_codec.encode(synthetic(33, 17), quality=50)
+    assert tiny_codec.fmaps(data).shape == (1, 16, 4, 4)
+
+
+def test_files_of_one_model_are_refused_by_the_other(tiny_codec, factorized_codec):
+    from codedvision import FormatError
+
+    data = tiny_codec.encode(synthetic(20, 20), quality=50)
+    with pytest.raises(FormatError, match="model"):
+        factorized_codec.decode(data)
+
+
+# -- quality --------------------------------------------------------------------------------------
+
+def test_higher_quality_gives_larger_file(default_codec, photo):
+    sizes = [len(default_codec.encode(photo, quality=q)) for q in (0, 50, 100)]
+    assert sizes[0] < sizes[1] < sizes[2]
+
+
+@pytest.mark.parametrize("quality", [-1, -0.5, 100.5, 101, 1000, float("nan"), float("inf"), "x",
+                                     None])
+def test_quality_outside_0_to_100_raises_value_error(tiny_codec, quality):
+    with pytest.raises(ValueError, match="quality"):
+        tiny_codec.encode(synthetic(8, 8), quality=quality)
+
+
+def test_fractional_quality_is_rounded(tiny_codec):
+    data = tiny_codec.encode(synthetic(8, 8), quality=49.6)
+    assert tiny_codec.header(data).quality == 50
+
+
+# -- target bpp -----------------------------------------------------------------------------------
+
+def _bpp(data: bytes, image: Image.Image) -> float:
+    return len(data) * 8 / (image.width * image.height)
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.5, 0.9])
+def test_target_bpp_picks_highest_quality_that_fits(default_codec, photo, fraction):
+    """The target lies between the rates of quality 0 and 100 (whatever the model's quality)."""
+    crop = photo.crop((256, 128, 512, 384))
+    lo = _bpp(default_codec.encode(crop, quality=0), crop)
+    hi = _bpp(default_codec.encode(crop, quality=100), crop)
+    target = lo + fraction * (hi - lo)
+    res = default_codec.encode_ex(crop, bpp=target)
+    assert default_codec.header(res.data).quality == res.quality
+    assert _bpp(res.data, crop) <= target
+    assert res.quality < 100
+    assert _bpp(default_codec.encode(crop, quality=res.quality + 1), crop) > target
+    assert res.notes == []
+    assert default_codec.decode(res.data).size == crop.size
+
+
+def test_target_bpp_below_quality_0_gives_quality_0_with_a_note(tiny_codec, small_photo):
+    res = tiny_codec.encode_ex(small_photo, bpp=0.001)
+    assert res.quality == 0
+    assert res.data == tiny_codec.encode(small_photo, quality=0)
+    assert any("quality 0 exceeds" in n for n in res.notes)
+
+
+def test_target_bpp_above_quality_100_gives_quality_100(tiny_codec, small_photo):
+    res = tiny_codec.encode_ex(small_photo, bpp=1000)
+    assert res.quality == 100
+    assert res.notes == []
+
+
+@pytest.mark.parametrize("bpp", [0, -1, float("nan")])
+def test_target_bpp_must_be_positive(tiny_codec, bpp):
+    with pytest.raises(ValueError, match="bpp"):
+        tiny_codec.encode_ex(synthetic(8, 8), bpp=bpp)

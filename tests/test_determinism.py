@@ -1,0 +1,63 @@
+"""Decoding must not depend on the thread count or the process: the entropy decoder picks its
+tables from integers that encoder and decoder compute identically (codedvision.intnet)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from codedvision.codec import Codec
+
+DECODE_SCRIPT = """
+import sys
+import numpy as np
+import torch
+torch.set_num_threads(1)
+from codedvision.codec import Codec
+model, src, fmaps_out, png_out = sys.argv[1:]
+codec = Codec(model)
+data = open(src, "rb").read()
+_, y = codec.quantized_fmaps(data)
+np.save(fmaps_out, y.numpy().astype(np.int64))
+codec.decode(data).save(png_out)
+print(torch.get_num_threads())
+"""
+
+
+@pytest.fixture
+def two_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_decoding_in_a_fresh_process_with_one_thread_is_bit_exact(default_model_dir, photo,
+                                                                   tmp_path, two_threads):
+    codec = Codec(default_model_dir)  # a private copy of the shipped default model
+    crop = photo.crop((256, 128, 512, 384))
+    data = codec.encode(crop, quality=60)
+    src = tmp_path / "crop.cvz"
+    src.write_bytes(data)
+    _, y_here = codec.quantized_fmaps(data)
+    decoded_here = np.asarray(codec.decode(data), dtype=np.int16)
+
+    proc = subprocess.run(
+        [sys.executable, "-c", DECODE_SCRIPT, str(default_model_dir), str(src),
+         str(tmp_path / "fmaps.npy"), str(tmp_path / "decoded.png")],
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "1"
+
+    y_there = np.load(tmp_path / "fmaps.npy")
+    assert y_there.dtype == np.int64
+    assert np.array_equal(y_there, y_here.numpy().astype(np.int64))
+    with Image.open(tmp_path / "decoded.png") as im:
+        decoded_there = np.asarray(im.convert("RGB"), dtype=np.int16)
+    assert decoded_there.shape == decoded_here.shape == (256, 256, 3)
+    assert np.abs(decoded_there - decoded_here).max() <= 1
