@@ -63,8 +63,11 @@ def _plan_outputs(files: list[Path], out: str | None, batch: bool, suffix: str) 
     return [(folder or f.parent) / (f.stem + suffix) for f in files]
 
 
-def _run_batch(files: list[Path], outputs: list[Path], job, verb: str) -> None:
-    """Run job(src, dst) -> (bytes_in, bytes_out, extra) for each pair with a progress bar."""
+def _run_batch(files: list[Path], outputs: list[Path], job, verb: str, force: bool) -> None:
+    """Run job(src, dst) -> (bytes_in, bytes_out, extra) for each pair with a progress bar.
+
+    Refuses, per file, an output that exists (unless force), that is an input, or that another
+    input of this run already wrote."""
     from tqdm import tqdm
 
     inputs = {f.resolve() for f in files}
@@ -82,6 +85,8 @@ def _run_batch(files: list[Path], outputs: list[Path], job, verb: str) -> None:
             if key in seen:
                 raise ValueError(f"output {dst} already written from {seen[key]} in this run")
             seen[key] = src
+            if dst.exists() and not force:
+                raise FileExistsError(f"{dst} exists (use --force to overwrite)")
             n_in, n_out, extra = job(src, dst)
             total_in += n_in
             total_out += n_out
@@ -138,8 +143,6 @@ def compress(inputs, out, quality, bpp, force, model):
     codec = _load_codec(model)
 
     def job(src: Path, dst: Path):
-        if dst.exists() and not force:
-            raise FileExistsError(f"{dst} exists (use --force to overwrite)")
         res = codec.encode_ex(src, quality=75 if quality is None else quality, bpp=bpp)
         atomic_write(dst, res.data, force=force)
         w, h = _size_of(codec, res.data)
@@ -147,7 +150,7 @@ def compress(inputs, out, quality, bpp, force, model):
         return src.stat().st_size, len(res.data), (
             f", {len(res.data) * 8 / (w * h):.3f} bpp, quality {res.quality}{notes}")
 
-    _run_batch(files, outputs, job, "compressed")
+    _run_batch(files, outputs, job, "compressed", force)
 
 
 def _size_of(codec, data: bytes) -> tuple[int, int]:
@@ -172,14 +175,12 @@ def decompress(inputs, out, force, model):
     codec = _load_codec(model)
 
     def job(src: Path, dst: Path):
-        if dst.exists() and not force:
-            raise FileExistsError(f"{dst} exists (use --force to overwrite)")
         data = _read(src)
         image = codec.decode(data)
         atomic_write(dst, image=image, force=force)
         return len(data), dst.stat().st_size, ""
 
-    _run_batch(files, outputs, job, "decompressed")
+    _run_batch(files, outputs, job, "decompressed", force)
 
 
 def _read(path: Path) -> bytes:
