@@ -86,6 +86,8 @@ def test_log_csv_has_loss_rate_and_distortion(patch_dir, tmp_path):
     for col in ("step", "loss", "bpp", "psnr", "val_bpp_mid", "val_psnr_mid"):
         assert col in header
     assert len(lines) == 3  # header + steps 5 and 10
+    with Image.open(tmp_path / "r" / "log.png") as im:  # the learning-curve plot
+        assert im.format == "PNG" and im.width > 100
 
 
 def test_exported_checkpoint_encodes_and_decodes(patch_dir, tmp_path):

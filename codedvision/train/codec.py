@@ -29,6 +29,7 @@ import torch
 from ..config import ModelConfig
 from ..model import CodedVisionModel
 from .data import PatchSampler, load_caltech_train, load_patches
+from .plot import plot_log
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 
@@ -232,6 +233,8 @@ class Trainer:
         tmp = self.run_dir / "checkpoint.pt.tmp"
         torch.save(state, tmp)
         os.replace(tmp, self.run_dir / "checkpoint.pt")
+        if (self.run_dir / "log.csv").exists():
+            plot_log(self.run_dir)
 
     LOG_FIELDS = ["step", "time", "loss", "bpp", "psnr", "grad_norm", "lr", "patches_per_s",
                   "val_bpp_low", "val_psnr_low", "val_bpp_mid", "val_psnr_mid",
