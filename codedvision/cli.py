@@ -233,6 +233,116 @@ def info(inputs, as_json):
         sys.exit(1)
 
 
+def _is_cvz(path: Path) -> bool:
+    from .container import MAGIC
+
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(MAGIC)) == MAGIC
+    except OSError:
+        return path.suffix.lower() == ".cvz"
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-k", "--top-k", type=click.IntRange(1), default=5, show_default=True,
+              help="How many labels to print per file.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per file.")
+@click.option("--head", type=click.Path(), default=None,
+              help="fMaps classifier head folder for .cvz files (default: shipped).")
+@click.option("--rgb-head", type=click.Path(), default=None,
+              help="RGB classifier head folder for ordinary images, the decode-then-classify "
+                   "baseline (default: shipped).")
+@click.option("--model", type=click.Path(), default=None,
+              help="Codec model folder for .cvz files (default: shipped).")
+def classify(inputs, top_k, as_json, head, rgb_head, model):
+    """Classify images: .cvz files straight from their fMaps (entropy decoding + classifier, no
+    pixel decoding); JPEG, PNG, ... with the RGB classifier."""
+    from .vision.classify import Classifier, VisionError
+    from .vision.release import load as load_head
+
+    files, _ = _expand(inputs, {".cvz"} | IMAGE_SUFFIXES)
+    if not files:
+        _fail("no input files")
+    failed = 0
+    for f in [f for f in files if not f.is_file()]:  # reported now, so a head is not demanded
+        failed += 1
+        click.echo(f"error: {f}: {'is a directory' if f.is_dir() else 'no such file'}", err=True)
+    files = [f for f in files if f.is_file()]
+    if not files:
+        sys.exit(1)
+    kinds = [_is_cvz(f) for f in files]
+
+    def _head(path, kind, needed):
+        if path is None and not needed:
+            return None  # no file of this kind: its (shipped) head is not loaded
+        try:
+            return load_head(path, kind)
+        except (OSError, ValueError, KeyError) as e:
+            _fail(_one_line(e))
+
+    fmaps_head = _head(head, "fmaps", True in kinds)
+    image_head = _head(rgb_head, "rgb", False in kinds)
+    codec = _load_codec(model) if fmaps_head is not None else None
+    try:
+        clf = Classifier(codec, fmaps_head, image_head, top_k)
+    except VisionError as e:
+        _fail(_one_line(e))
+    total = len(files) + failed
+    for f in files:
+        try:
+            rec = clf.classify_file(f)
+        except (OSError, ValueError) as e:
+            failed += 1
+            msg = _one_line(e)
+            click.echo(f"error: {msg if msg.startswith(str(f)) else f'{f}: {msg}'}", err=True)
+            continue
+        for note in rec["notes"]:
+            click.echo(f"note: {f}: {note}", err=True)
+        if as_json:
+            click.echo(json.dumps(rec))
+        else:
+            labels = ", ".join(f"{t['label']} {t['probability']:.3f}" for t in rec["top"])
+            click.echo(f"{f}: {labels}  ({'fMaps' if rec['input'] == 'fmaps' else 'RGB'}, "
+                       f"{rec['seconds'] * 1000:.0f} ms)")
+    if failed:
+        if total > 1:
+            click.echo(f"classified {total - failed} of {total} file(s); {failed} failed",
+                       err=True)
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("input_file", metavar="FILE.cvz", type=click.Path())
+@click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False),
+              help="Image to write (PNG; the extension picks the format).")
+@click.option("-f", "--force", is_flag=True, help="Overwrite an existing output file.")
+@click.option("--channels", type=click.IntRange(1), default=None,
+              help="Show only the N channels with the largest variance (default: all).")
+@click.option("--model", type=click.Path(), default=None, help="Model folder (default: shipped).")
+def show(input_file, out, force, channels, model):
+    """Write a grid of the fMap channels of a .cvz file (entropy decoding only) to an image."""
+    from .container import FormatError
+    from .images import InputError
+    from .vision.show import show as show_fmaps
+
+    src, dst = Path(input_file), Path(out)
+    if dst.exists() and dst.resolve() == src.resolve():
+        _fail(f"output {dst} would overwrite the input")
+    try:
+        data = _read(src)
+    except OSError as e:
+        _fail(f"{src}: {_one_line(e)}")
+    codec = _load_codec(model)
+    try:
+        res = show_fmaps(data, dst, codec, channels=channels, force=force)
+    except (OSError, FormatError, InputError, ValueError) as e:
+        _fail(f"{src}: {_one_line(e)}")
+    h, w = res["fmap_size"]
+    click.echo(f"{src} -> {dst} ({res['channels']} fMap channels of {w}x{h}, "
+               f"{res['size'][0]}x{res['size'][1]} px)", err=True)
+
+
 @main.command()
 @click.option("-o", "--output", "out", default="codedvision-demo", show_default=True,
               help="Folder for the demo's files (its own files there are replaced).")
@@ -277,7 +387,7 @@ def evaluate(images, out, codecs, qualities, jobs, reference, per_image):
 
 @main.group()
 def train():
-    """Train codecs and export released models."""
+    """Train codecs and classifier heads; export released models."""
 
 
 @train.command("codec")
@@ -319,6 +429,99 @@ def train_export(checkpoint, out, force):
     except (OSError, ValueError, KeyError) as e:
         _fail(_one_line(e))
     click.echo(f"exported model {manifest['model_id']} to {out}")
+
+
+@train.command("classifier")
+@click.option("--data", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Image folder: a folder per class, or with a labels CSV (DATA/labels.csv is "
+                   "used when present).")
+@click.option("--labels", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="CSV with columns relative_path,label,split (train/val), paths relative to "
+                   "--data; class order from DATA/classes.txt when present.")
+@click.option("--run-dir", required=True, type=click.Path(file_okay=False),
+              help="Folder for checkpoints and logs (keep it outside git).")
+@click.option("--resume", is_flag=True, help="Continue the run in --run-dir bit for bit.")
+@click.option("--steps", type=click.IntRange(1), default=None,
+              help="Total steps (on --resume: extend or shorten the schedule).")
+@click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Stop (with a checkpoint and a validation) after this many minutes.")
+@click.option("--input", "input_kind", type=click.Choice(["fmaps", "rgb"]), default=None,
+              help="fmaps: the compressed-domain head (default); rgb: the decode-then-classify "
+                   "baseline.")
+@click.option("--degrade", type=click.Choice(["none", "jpeg", "codec"]), default=None,
+              help="rgb heads: train and validate on JPEG-decoded or codec-decoded pixels.")
+@click.option("--quality-range", default=None, metavar="LO-HI",
+              help="Training qualities, e.g. 0-100 (fMaps) or 5-95 (--degrade jpeg), or one Q.")
+@click.option("--model", type=click.Path(), default=None,
+              help="Codec model folder whose fMaps the head reads (default: shipped).")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
+              default=None, help="JSON HeadTrainConfig; the options above override it.")
+def train_classifier(data, labels, run_dir, resume, steps, minutes, input_kind, degrade,
+                     quality_range, model, config_path):
+    """Train a classifier head on a frozen codec (resumable; logs to RUN_DIR/log.csv, keeps the
+    best head by val top-1 in RUN_DIR/best.pt)."""
+    from .vision.train import HeadTrainConfig, HeadTrainer
+
+    overrides = {"data": data, "labels": labels, "input": input_kind, "degrade": degrade,
+                 "codec": model}
+    given = [k for k, v in overrides.items() if v is not None]
+    if resume and (given or quality_range or config_path):
+        _fail("--resume continues with the run's saved config; give only --run-dir, --steps, "
+              "--minutes")
+    try:
+        cfg = HeadTrainConfig()
+        if config_path:
+            cfg = HeadTrainConfig.from_dict(json.loads(Path(config_path).read_text()))
+        elif data is None and not resume:
+            _fail("--data is required (a folder per class, or a folder with labels.csv)")
+        changes = {k: str(Path(overrides[k]).resolve()) if k in ("data", "labels", "codec")
+                   else overrides[k] for k in given}
+        if quality_range:
+            changes["quality_range"] = _parse_range(quality_range)
+        if changes:
+            cfg = HeadTrainConfig.from_dict({**cfg.to_dict(), **changes})
+        trainer = HeadTrainer(cfg, Path(run_dir), resume=resume, steps=steps)
+    except (OSError, ValueError, json.JSONDecodeError) as e:
+        _fail(_one_line(e))
+    if not resume:
+        click.echo(f"data: {trainer.data.describe()}; head {trainer.head_cfg.input}, "
+                   f"{trainer.head.num_parameters():,} parameters; codec "
+                   f"{trainer.codec.model_id.hex()}", err=True)
+    trainer.run(max_minutes=minutes)
+    best = trainer.best or {}
+    click.echo(f"stopped at step {trainer.step}; best val top-1 {best.get('val_top1', 0):.4f} "
+               f"at step {best.get('step')}; {Path(run_dir) / 'best.pt'}")
+
+
+def _parse_range(text: str) -> tuple[int, int]:
+    try:
+        parts = [int(p) for p in text.split("-")]
+    except ValueError:
+        raise ValueError(f"--quality-range: expected LO-HI or Q, got {text!r}") from None
+    if len(parts) == 1:
+        parts *= 2
+    if len(parts) != 2:
+        raise ValueError(f"--quality-range: expected LO-HI or Q, got {text!r}")
+    return parts[0], parts[1]
+
+
+@train.command("export-head")
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", "out", required=True, type=click.Path(file_okay=False),
+              help="Head folder to write (head.safetensors + manifest.json).")
+@click.option("-f", "--force", is_flag=True)
+def train_export_head(checkpoint, out, force):
+    """Turn a classifier checkpoint (RUN_DIR/best.pt) into a head `classify --head` loads."""
+    from .vision.train import export_head_checkpoint
+
+    try:
+        manifest = export_head_checkpoint(Path(checkpoint), Path(out), force=force)
+    except (OSError, ValueError, KeyError) as e:
+        _fail(_one_line(e))
+    val = (manifest.get("val") or {}).get("val_top1")
+    click.echo(f"exported {manifest['config']['input']} head {manifest['head_id']} "
+               f"({len(manifest['classes'])} classes"
+               + (f", val top-1 {val:.4f}" if val is not None else "") + f") to {out}")
 
 
 if __name__ == "__main__":  # pragma: no cover

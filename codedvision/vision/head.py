@@ -1,0 +1,150 @@
+"""The classifier head of the vision task engine (the paper's Fig. 7), on fMaps or on pixels.
+
+    fMaps (B,M,h,w) ─ normalise ─ conv3x3 M->C ─ PReLU ─ ResidualUnit x U ─ PReLU
+                    ─ mean over h,w ─ dropout ─ linear C->classes
+    image (B,3,H,W) ─ ForwardNet ─ (the same head)                 input="rgb": the baseline
+
+input="fmaps" (the compressed-domain path): the input is what `Codec.fmaps` returns, the
+entropy-decoded integer fMaps times the inverse gain of the file's quality, so that every
+quality has the same scale and one head serves them all. The codec's forward network is not
+part of the head; it stays frozen in training, so a head is tied to one codec (its model id is
+recorded in the release) and costs only entropy decoding plus this small network at run time.
+
+input="rgb" (the decode-then-classify baseline): a copy of the codec's ForwardNet architecture
+runs on the pixels, followed by the same head. The choice made here: the copy is *initialised
+from the codec's forward network and trained with the head* (`rgb_init="codec"` in the training
+config; "random" trains it from scratch). The head budget is the same on both paths and the
+baseline starts from exactly the features the fMaps path gets for free, plus the freedom to
+adapt them to the task; training a 2-3 M parameter network from scratch on Caltech-101's
+5.8k photos on two CPU cores would leave the baseline under-trained and flatter the fMaps.
+
+Details the paper does not pin down (and why):
+- A fixed per-channel normalisation (`in_mean`, `in_std`, buffers set from training fMaps
+  before the first step) puts every fMap channel at unit scale: the codec's channels differ in
+  scale by an order of magnitude, and the head's first layer would otherwise spend its early
+  steps learning that.
+- A PReLU after the last residual unit: the units end in an addition with no non-linearity
+  (as in the codec), and averaging a purely additive stream over space would throw away most of
+  what the non-linear branches compute.
+- Global average pooling, so any fMap size works (a 128 px crop in training gives 8x8 fMaps, a
+  whole photo 15x20); no down-sampling inside the head, the fMaps are already at 1/16.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..config import ModelConfig
+from ..networks import ForwardNet, ResidualUnit, conv
+
+INPUTS = ("fmaps", "rgb")
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """Shape of a classifier head.
+
+    Attributes:
+        fmaps: number M of fMap channels (the codec's `fmaps`).
+        num_classes: number of labels.
+        channels: width C of the head (the paper: 128).
+        units: residual units in the head.
+        input: "fmaps" (compressed domain) or "rgb" (ForwardNet copy + head, the baseline).
+        dropout: dropout before the linear layer.
+        forward_channels, downsamples: the ForwardNet architecture of an "rgb" head (the
+            codec's `channels` and `downsamples`); `downsamples` also fixes the fMap stride.
+    """
+
+    fmaps: int
+    num_classes: int
+    channels: int = 128
+    units: int = 4
+    input: str = "fmaps"
+    dropout: float = 0.2
+    forward_channels: int = 96
+    downsamples: int = 4
+
+    def __post_init__(self) -> None:
+        if self.input not in INPUTS:
+            raise ValueError(f"head input must be one of {INPUTS}, got {self.input!r}")
+        if self.num_classes < 2:
+            raise ValueError(f"a classifier needs at least 2 classes, got {self.num_classes}")
+        if min(self.fmaps, self.channels, self.forward_channels, self.downsamples) < 1:
+            raise ValueError("fmaps, channels, forward_channels and downsamples must be positive")
+        if self.units < 0 or not 0 <= self.dropout < 1:
+            raise ValueError("units must be >= 0 and dropout in [0, 1)")
+
+    @property
+    def stride(self) -> int:
+        """Pixels per fMap position on each side."""
+        return 2**self.downsamples
+
+    def forward_config(self) -> ModelConfig:
+        return ModelConfig(channels=self.forward_channels, fmaps=self.fmaps,
+                           downsamples=self.downsamples)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "HeadConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown head config fields: {sorted(unknown)}")
+        return cls(**d)
+
+
+class ClassifierHead(nn.Module):
+    """fMaps (B,M,h,w) -- or, for input="rgb", images (B,3,H,W) in [0,1] with H, W multiples of
+    the stride -- to class logits (B,num_classes)."""
+
+    def __init__(self, cfg: HeadConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.forward_net = ForwardNet(cfg.forward_config()) if cfg.input == "rgb" else None
+        self.register_buffer("in_mean", torch.zeros(cfg.fmaps))
+        self.register_buffer("in_std", torch.ones(cfg.fmaps))
+        c = cfg.channels
+        self.stem = nn.Sequential(conv(cfg.fmaps, c, 3), nn.PReLU(c))
+        self.units = nn.Sequential(*[ResidualUnit(c) for _ in range(cfg.units)])
+        self.act = nn.PReLU(c)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.fc = nn.Linear(c, cfg.num_classes)
+
+    def fmaps_of(self, x: torch.Tensor, valid: tuple[int, int] | None = None) -> torch.Tensor:
+        """The head's input fMaps: x itself, or ForwardNet(x) for an rgb head; cropped to the
+        `valid` (h, w) fMap positions (those covering the image, not its padding)."""
+        if self.forward_net is not None:
+            x = self.forward_net(x)
+        if valid is not None:
+            x = x[:, :, : valid[0], : valid[1]]
+        return x
+
+    def features(self, x: torch.Tensor, valid: tuple[int, int] | None = None) -> torch.Tensor:
+        """Pooled features (B,C)."""
+        f = self.fmaps_of(x, valid)
+        f = (f - self.in_mean[:, None, None]) / self.in_std[:, None, None]
+        return self.act(self.units(self.stem(f))).mean((2, 3))
+
+    def forward(self, x: torch.Tensor, valid: tuple[int, int] | None = None) -> torch.Tensor:
+        return self.fc(self.dropout(self.features(x, valid)))
+
+    @torch.no_grad()
+    def set_normalisation(self, samples: list[torch.Tensor]) -> None:
+        """Set in_mean/in_std from sample inputs (fMaps, or images for an rgb head)."""
+        f = torch.cat([self.fmaps_of(s).permute(1, 0, 2, 3).flatten(1) for s in samples], 1)
+        self.in_mean.copy_(f.mean(1))
+        self.in_std.copy_(f.std(1).clamp_min(1e-3))
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def valid_fmap_size(height: int, width: int, stride: int) -> tuple[int, int]:
+    """fMap positions that cover an image of this size (the rest cover the codec's padding)."""
+    return -(-height // stride), -(-width // stride)
