@@ -14,7 +14,6 @@ Recipe (the default; every field is in TrainConfig and saved with each checkpoin
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import math
@@ -30,6 +29,7 @@ from ..config import ModelConfig
 from ..model import CodedVisionModel
 from .data import PatchSampler, load_caltech_train, load_patches
 from .plot import plot_log
+from .runlog import RunLog
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 
@@ -135,7 +135,7 @@ class Trainer:
             self.gen.set_state(state["generator"])
             torch.set_rng_state(state["torch_rng"])
             self.step = state["step"]
-            self._truncate_log()
+            RunLog(self.run_dir / "log.csv", self.LOG_FIELDS).truncate_after(self.step)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
 
@@ -206,20 +206,6 @@ class Trainer:
             res[f"val_psnr_{name}"] = psnr[idx].mean().item()
         return res
 
-    def _truncate_log(self) -> None:
-        """Drop log rows written after the checkpoint: the resumed run logs those steps again."""
-        path = self.run_dir / "log.csv"
-        if not path.exists():
-            return
-        with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
-        keep = [r for r in rows if int(r["step"]) <= self.step]
-        if len(keep) != len(rows):
-            with open(path, "w", newline="") as f:
-                w = csv.DictWriter(f, fieldnames=self.LOG_FIELDS, restval="")
-                w.writeheader()
-                w.writerows(keep)
-
     def save_checkpoint(self) -> None:
         state = {
             "model": self.model.state_dict(),
@@ -239,18 +225,6 @@ class Trainer:
     LOG_FIELDS = ["step", "time", "loss", "bpp", "psnr", "grad_norm", "lr", "patches_per_s",
                   "val_bpp_low", "val_psnr_low", "val_bpp_mid", "val_psnr_mid",
                   "val_bpp_high", "val_psnr_high"]
-
-    def _log(self, row: dict) -> None:
-        path = self.run_dir / "log.csv"
-        new = not path.exists()
-        with open(path, "a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=self.LOG_FIELDS, restval="")
-            if new:
-                w.writeheader()
-            w.writerow(row)
-        if not self.quiet:
-            print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                           for k, v in row.items()), flush=True)
 
     def run(self, max_steps: int | None = None, max_minutes: float | None = None) -> None:
         """Train until cfg.steps (or max_steps more steps / max_minutes), checkpointing as it goes."""
@@ -274,7 +248,7 @@ class Trainer:
                 row["patches_per_s"] = n * cfg.batch / (time.time() - t_int)
                 if self.step % cfg.val_every == 0:
                     row.update(self.validate())
-                self._log(row)
+                RunLog(self.run_dir / "log.csv", self.LOG_FIELDS, self.quiet).append(row)
                 acc, n, t_int = {}, 0, time.time()
             if time.time() - last_ckpt > cfg.checkpoint_minutes * 60:
                 self.save_checkpoint()

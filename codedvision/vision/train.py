@@ -26,7 +26,6 @@ states; every few minutes, on SIGTERM and at the end) lets `--resume` continue b
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import math
@@ -40,6 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from ..codec import Codec
+from ..train.runlog import RunLog
 from . import data as D
 from .head import INPUTS, ClassifierHead, HeadConfig, valid_fmap_size
 
@@ -191,7 +191,7 @@ class HeadTrainer:
             self.step = state["step"]
             self.best, self.last_val = state["best"], state["last_val"]
             self.last_val_step = state["last_val_step"]
-            self._truncate_log()
+            RunLog(self.run_dir / "log.csv", self.log_fields).truncate_after(self.step)
         else:
             self._init_normalisation()
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -367,31 +367,6 @@ class HeadTrainer:
         return ["step", "time", "loss", "train_acc", "lr", "images_per_s", "val_top1",
                 "val_mean_class", *per_q, "best_val_top1"]
 
-    def _truncate_log(self) -> None:
-        path = self.run_dir / "log.csv"
-        if not path.exists():
-            return
-        with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
-        keep = [r for r in rows if int(r["step"]) <= self.step]
-        if len(keep) != len(rows):
-            with open(path, "w", newline="") as f:
-                w = csv.DictWriter(f, fieldnames=self.log_fields, restval="")
-                w.writeheader()
-                w.writerows(keep)
-
-    def _log(self, row: dict) -> None:
-        path = self.run_dir / "log.csv"
-        new = not path.exists()
-        with open(path, "a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=self.log_fields, restval="")
-            if new:
-                w.writeheader()
-            w.writerow(row)
-        if not self.quiet:
-            print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                           for k, v in row.items()), flush=True)
-
     def run(self, max_steps: int | None = None, max_minutes: float | None = None) -> None:
         """Train until cfg.steps (or max_steps more steps / max_minutes); validate at the end."""
         cfg = self.cfg
@@ -418,7 +393,7 @@ class HeadTrainer:
                         row.update({k: v for k, v in self.validate().items()
                                     if k in self.log_fields})
                         row["best_val_top1"] = self.best["val_top1"]
-                    self._log(row)
+                    RunLog(self.run_dir / "log.csv", self.log_fields, self.quiet).append(row)
                     acc, n, t_int = {}, 0, time.time()
                 if time.time() - last_ckpt > cfg.checkpoint_minutes * 60:
                     self.save_checkpoint()
