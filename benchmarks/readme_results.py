@@ -25,6 +25,10 @@ def _fmt(v, spec: str, none: str = "n/a") -> str:
     return none if v is None else format(v, spec)
 
 
+def _pct(v) -> str:
+    return "n/a" if v is None else f"{v:+.1f}%"
+
+
 def rd_section(res: dict, folder: str, title: str) -> list[str]:
     n = len(res["images"])
     lines = [f"### {title}", "",
@@ -41,8 +45,8 @@ def rd_section(res: dict, folder: str, title: str) -> list[str]:
         t = times.get(name, {})
         label = res["codecs"][name]["label"]
         lines.append(
-            f"| {label} | {_fmt(bd.get('psnr', {}).get('bd_rate'), '+.1f')}% "
-            f"| {_fmt(bd.get('ms_ssim_db', {}).get('bd_rate'), '+.1f')}% "
+            f"| {label} | {_pct(bd.get('psnr', {}).get('bd_rate'))} "
+            f"| {_pct(bd.get('ms_ssim_db', {}).get('bd_rate'))} "
             f"| {min(bpps):.3f}-{max(bpps):.3f} | {min(ps):.2f}-{max(ps):.2f} "
             f"| {_fmt(t.get('encode_s'), '.3f')} / {_fmt(t.get('decode_s'), '.3f')} |")
     lines += ["", "A negative BD-rate means fewer bits than HEVC intra 4:4:4 (pillow-heif, x265, fixed QP) "
