@@ -76,11 +76,15 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown model config fields: {sorted(unknown)}")
+        check_fields(cls, d, "model config")
         return cls(**d)
+
+
+def check_fields(cls, d: dict, what: str) -> None:
+    """Refuse keys that are not fields of dataclass `cls` (a typo in a saved config)."""
+    unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        raise ValueError(f"unknown {what} fields: {sorted(unknown)}")
 
 
 def quality_to_position(quality: float, num_anchors: int) -> float:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from ..config import ModelConfig
+from ..config import ModelConfig, check_fields
 from ..model import CodedVisionModel
 from .data import PatchSampler, load_caltech_train, load_patches
 from .plot import plot_log
@@ -69,10 +69,7 @@ class TrainConfig:
     def from_dict(cls, d: dict) -> "TrainConfig":
         d = dict(d)
         model = ModelConfig.from_dict(d.pop("model", {}))
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown training config fields: {sorted(unknown)}")
+        check_fields(cls, d, "training config")
         return cls(model=model, **d)
 
 

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..config import ModelConfig
+from ..config import ModelConfig, check_fields
 from ..networks import ForwardNet, ResidualUnit, conv
 
 INPUTS = ("fmaps", "rgb")
@@ -92,10 +92,7 @@ class HeadConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "HeadConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown head config fields: {sorted(unknown)}")
+        check_fields(cls, d, "head config")
         return cls(**d)
 
 

@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from ..codec import Codec
+from ..config import check_fields
 from ..train.runlog import RunLog
 from . import data as D
 from .head import INPUTS, ClassifierHead, HeadConfig, valid_fmap_size
@@ -108,10 +109,7 @@ class HeadTrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "HeadTrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown classifier training config fields: {sorted(unknown)}")
+        check_fields(cls, d, "classifier training config")
         return cls(**d)
 
 
