@@ -29,7 +29,7 @@ from ..config import ModelConfig, check_fields
 from ..model import CodedVisionModel
 from .data import PatchSampler, load_caltech_train, load_patches
 from .plot import plot_log
-from .runlog import RunLog
+from .runlog import RunLog, open_run
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 
@@ -106,17 +106,7 @@ class Trainer:
                  steps: int | None = None):
         self.run_dir = Path(run_dir)
         self.quiet = quiet
-        ckpt_path = self.run_dir / "checkpoint.pt"
-        state = None
-        if resume:
-            if not ckpt_path.exists():
-                raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}")
-            state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-            cfg = TrainConfig.from_dict(state["train_config"])
-        elif ckpt_path.exists():
-            raise FileExistsError(f"{ckpt_path} exists: pass --resume to continue that run")
-        if steps is not None:  # a resumed run may extend or shorten its schedule
-            cfg = dataclasses.replace(cfg, steps=steps)
+        cfg, state = open_run(self.run_dir, cfg, resume, steps)
         self.cfg = cfg
         torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
         self.autocast = cfg.autocast == "bf16" or (cfg.autocast == "auto" and bf16_is_fast())

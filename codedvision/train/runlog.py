@@ -1,9 +1,13 @@
-"""The CSV log of a training run (codec or classifier head), shared by both trainers."""
+"""Run-directory plumbing shared by the codec and classifier trainers: starting or resuming a
+run, and its CSV log."""
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 from pathlib import Path
+
+import torch
 
 
 class RunLog:
@@ -37,3 +41,23 @@ class RunLog:
                 w = csv.DictWriter(f, fieldnames=self.fields, restval="", extrasaction="ignore")
                 w.writeheader()
                 w.writerows(keep)
+
+
+def open_run(run_dir: Path, cfg, resume: bool, steps: int | None):
+    """Start or resume the run in run_dir; returns (config, checkpoint state or None).
+
+    A resumed run takes its config from the checkpoint (type(cfg).from_dict); a new run refuses
+    to clobber an existing checkpoint. `steps` may extend or shorten either run's schedule.
+    """
+    ckpt_path = Path(run_dir) / "checkpoint.pt"
+    state = None
+    if resume:
+        if not ckpt_path.exists():
+            raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}")
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        cfg = type(cfg).from_dict(state["train_config"])
+    elif ckpt_path.exists():
+        raise FileExistsError(f"{ckpt_path} exists: pass --resume to continue that run")
+    if steps is not None:
+        cfg = dataclasses.replace(cfg, steps=steps)
+    return cfg, state

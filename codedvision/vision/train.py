@@ -40,7 +40,7 @@ import torch.nn.functional as F
 
 from ..codec import Codec
 from ..config import check_fields
-from ..train.runlog import RunLog
+from ..train.runlog import RunLog, open_run
 from . import data as D
 from .head import INPUTS, ClassifierHead, HeadConfig, valid_fmap_size
 
@@ -134,17 +134,7 @@ class HeadTrainer:
                  quiet: bool = False, steps: int | None = None):
         self.run_dir = Path(run_dir)
         self.quiet = quiet
-        ckpt_path = self.run_dir / "checkpoint.pt"
-        state = None
-        if resume:
-            if not ckpt_path.exists():
-                raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}")
-            state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-            cfg = HeadTrainConfig.from_dict(state["train_config"])
-        elif ckpt_path.exists():
-            raise FileExistsError(f"{ckpt_path} exists: pass --resume to continue that run")
-        if steps is not None:
-            cfg = dataclasses.replace(cfg, steps=steps)
+        cfg, state = open_run(self.run_dir, cfg, resume, steps)
         self.cfg = cfg
         torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
 
