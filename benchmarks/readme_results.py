@@ -62,7 +62,7 @@ def model_section(manifest: dict) -> list[str]:
     lines = ["### The shipped model", "",
              f"Model `{manifest['model_id']}`: {manifest['parameters']:,} parameters, "
              f"{manifest['config']['channels']} channels, {manifest['config']['fmaps']} fMaps, "
-             f"{manifest['config']['entropy_model']}; trained {tr.get('steps', '?')} steps of "
+             f"{manifest['config']['entropy_model']}; trained {tr.get('steps', '?'):,} steps of "
              f"{tr.get('batch', '?')} patches of {tr.get('patch', '?')}x{tr.get('patch', '?')} "
              f"on this 2-core CPU."]
     kodak = manifest.get("kodak")
@@ -75,8 +75,9 @@ def model_section(manifest: dict) -> list[str]:
     return lines + [""]
 
 
-def speed_section(speed: dict | None, thr: dict | None) -> list[str]:
-    lines = ["### Speed (this machine: 2 cores, AVX2, no GPU)", ""]
+def speed_section(speed: dict | None, thr: dict | None, recipe: dict | None) -> list[str]:
+    cpu = thr["cpu_capability"] if thr else "?"
+    lines = [f"### Speed (this machine: 2 cores, {cpu}, no GPU)", ""]
     if speed:
         m = speed["median"]
         lines.append(
@@ -87,9 +88,16 @@ def speed_section(speed: dict | None, thr: dict | None) -> list[str]:
     if thr:
         parts = ", ".join(f"{k} {v:g}" for k, v in thr["patches_per_s"].items())
         lines.append("")
-        lines.append(f"`benchmarks/train_throughput.py`, default config, batch {thr['batch']}, "
-                     f"128x128 patches, patches/s: {parts}; data pipeline alone "
+        lines.append(f"`benchmarks/train_throughput.py`, default config "
+                     f"({thr['config']['channels']} channels), batch {thr['batch']}, "
+                     f"128x128 patches unless said, patches/s: {parts}; data pipeline alone "
                      f"{thr['data_patches_per_s']:g} patches/s.")
+    if recipe:
+        parts = "; ".join(f"{v['name']}: {v['curve'][-1]['train_psnr']:.2f} dB"
+                          for v in recipe["variants"])
+        lines += ["", f"`benchmarks/train_recipe.py`, the autoencoder phase, training PSNR after "
+                      f"{recipe['steps']} steps (same pixels per step): {parts} "
+                      f"([plot](benchmarks/results/train_recipe.png))."]
     return lines + [""]
 
 
@@ -104,7 +112,8 @@ def main() -> None:
         if res:
             lines += rd_section(res, folder, title)
     lines += speed_section(_load("benchmarks/results/codec_speed.json"),
-                           _load("benchmarks/results/train_throughput.json"))
+                           _load("benchmarks/results/train_throughput.json"),
+                           _load("benchmarks/results/train_recipe.json"))
     readme = (ROOT / "README.md").read_text()
     head, rest = readme.split(START, 1)
     _, tail = rest.split(END, 1)

@@ -393,6 +393,9 @@ def train():
 @train.command("codec")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
               default=None, help="JSON TrainConfig (default: the built-in recipe).")
+@click.option("--preset", type=click.Choice(["default", "paper"]), default=None,
+              help="A built-in recipe: 'default' (ours: one variable-rate model) or 'paper' "
+                   "(a fixed-rate snapshot per lambda; then 'train hull').")
 @click.option("--run-dir", required=True, type=click.Path(file_okay=False),
               help="Folder for checkpoints and logs (keep it outside git).")
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir bit for bit.")
@@ -400,12 +403,14 @@ def train():
               help="Total steps (on --resume: extend or shorten the schedule).")
 @click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Stop (with a checkpoint) after this many minutes.")
-def train_codec(config_path, run_dir, resume, steps, minutes):
-    """Train a variable-rate codec (resumable; logs to RUN_DIR/log.csv)."""
-    from .train.codec import TrainConfig, Trainer
+def train_codec(config_path, preset, run_dir, resume, steps, minutes):
+    """Train a codec (resumable; logs to RUN_DIR/log.csv)."""
+    from .train.codec import PRESETS, TrainConfig, Trainer
 
+    if config_path and preset:
+        _fail("give --config or --preset, not both")
     try:
-        cfg = TrainConfig()
+        cfg = PRESETS[preset or "default"]()
         if config_path:
             cfg = TrainConfig.from_dict(json.loads(Path(config_path).read_text()))
         trainer = Trainer(cfg, Path(run_dir), resume=resume, steps=steps)
@@ -413,6 +418,27 @@ def train_codec(config_path, run_dir, resume, steps, minutes):
         _fail(_one_line(e))
     trainer.run(max_minutes=minutes)
     click.echo(f"stopped at step {trainer.step}; checkpoint {Path(run_dir) / 'checkpoint.pt'}")
+
+
+@train.command("hull")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print hull.json instead of a table.")
+def train_hull(run_dir, as_json):
+    """Pick the paper-preset snapshots on the lower convex RD hull (writes RUN_DIR/hull.json)."""
+    from .train.hull import select_snapshots
+
+    try:
+        res = select_snapshots(Path(run_dir))
+    except (OSError, ValueError, KeyError) as e:
+        _fail(_one_line(e))
+    if as_json:
+        click.echo(json.dumps(res, indent=2))
+        return
+    click.echo(f"{'lambda':>8} {'step':>7} {'bpp':>7} {'PSNR':>7}  hull  snapshot")
+    for r in res["snapshots"]:
+        click.echo(f"{r['lambda']:>8.5f} {r['step']:>7} {r['val_bpp']:>7.3f} {r['val_psnr']:>7.2f}"
+                   f"  {'yes ' if r['on_hull'] else '    '}  {r['snapshot']}")
+    click.echo("export one with: codedvision train export SNAPSHOT -o DIR")
 
 
 @train.command("export")

@@ -37,10 +37,10 @@ class ModelConfig:
         num_scales, scale_min, scale_max: the scale table of the Gaussian conditional model.
     """
 
-    channels: int = 96
+    channels: int = 64
     fmaps: int = 128
     downsamples: int = 4
-    hyper_channels: int = 96
+    hyper_channels: int = 64
     entropy_model: str = "hyperprior"
     lambdas: tuple[float, ...] = field(default_factory=_default_lambdas)
     pwl_radius: int = 48

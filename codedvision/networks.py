@@ -15,11 +15,15 @@ Decisions where the paper is vague (and why):
   training step time about 3x against full-resolution layers (benchmarks/train_throughput.py).
 - The first conv is followed by a PReLU; the down-sampling convs are linear because every one
   is followed by a residual unit that carries the non-linearity.
-- The final conv starts at 0.02x the usual scale so that training starts from a mid-grey
-  reconstruction rather than from noise, and the forward network's last conv at 5x so that
-  the initial fMaps are not mostly rounded away (both seen in the first 150 steps' curve).
-- The second conv of each residual branch is initialised at 0.1x the usual scale, so that the
-  network starts close to a linear autoencoder and trains fast (measured in benchmarks/).
+- Initialisation (measured with pure-autoencoder runs, see benchmarks/train_recipe.py): a conv
+  followed by a PReLU gets He init; every other conv (down-sampling, up-sampling, fMap and
+  residual-output convs) gets a variance-preserving linear init, so activations keep their
+  scale through the stack instead of growing ~1.9x per linear layer. The second conv of each
+  residual branch starts at zero, so every residual unit starts as the identity and the
+  network starts as a shallow, nearly linear autoencoder, which learns fastest; the units
+  then grow in. The backward network's last conv starts at 0.01x so that training starts
+  from a mid-grey image rather than noise, and the forward network's last conv at 4x so that
+  the initial fMaps span a few quantization steps instead of mostly rounding to 0.
 - The hyperprior networks (Balle et al. 2018) follow the same conventions: stride-2 4x4 convs
   down, pixel shuffle up.
 """
@@ -32,7 +36,8 @@ from torch import nn
 from .config import ModelConfig
 
 
-FMAP_INIT_GAIN = 5.0
+FMAP_INIT_GAIN = 4.0
+OUTPUT_INIT_GAIN = 0.01
 
 
 def _units_at(stage: int, downsamples: int) -> int:
@@ -43,8 +48,11 @@ def _units_at(stage: int, downsamples: int) -> int:
     return 4 if stage == downsamples - 1 else 2
 
 
-def _init_conv(conv: nn.Conv2d, gain: float = 1.0) -> nn.Conv2d:
-    nn.init.kaiming_normal_(conv.weight, a=0.25, nonlinearity="leaky_relu")
+def _init_conv(conv: nn.Conv2d, gain: float, before_prelu: bool) -> nn.Conv2d:
+    if before_prelu:
+        nn.init.kaiming_normal_(conv.weight, a=0.25, nonlinearity="leaky_relu")
+    else:
+        nn.init.kaiming_normal_(conv.weight, nonlinearity="linear")
     with torch.no_grad():
         conv.weight.mul_(gain)
     if conv.bias is not None:
@@ -52,10 +60,14 @@ def _init_conv(conv: nn.Conv2d, gain: float = 1.0) -> nn.Conv2d:
     return conv
 
 
-def conv(cin: int, cout: int, k: int, stride: int = 1, gain: float = 1.0) -> nn.Conv2d:
-    """A 'same' convolution (stride 1) or an exact /stride down-sampling one (4x4, stride 2)."""
+def conv(cin: int, cout: int, k: int, stride: int = 1, gain: float = 1.0,
+         before_prelu: bool = False) -> nn.Conv2d:
+    """A 'same' convolution (stride 1) or an exact /stride down-sampling one (4x4, stride 2).
+
+    `before_prelu`: the conv feeds a (P)ReLU, so it gets He init; otherwise a linear one.
+    """
     pad = k // 2 if k % 2 else (k - stride) // 2
-    return _init_conv(nn.Conv2d(cin, cout, k, stride=stride, padding=pad), gain)
+    return _init_conv(nn.Conv2d(cin, cout, k, stride=stride, padding=pad), gain, before_prelu)
 
 
 class ResidualUnit(nn.Module):
@@ -63,7 +75,8 @@ class ResidualUnit(nn.Module):
 
     def __init__(self, ch: int):
         super().__init__()
-        self.body = nn.Sequential(conv(ch, ch, 3), nn.PReLU(ch), conv(ch, ch, 3, gain=0.1))
+        self.body = nn.Sequential(conv(ch, ch, 3, before_prelu=True), nn.PReLU(ch),
+                                  conv(ch, ch, 3, gain=0.0))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.body(x)
@@ -87,7 +100,7 @@ class ForwardNet(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         n, d = cfg.channels, cfg.downsamples
-        layers: list[nn.Module] = [conv(3, n, 5, stride=2), nn.PReLU(n)]
+        layers: list[nn.Module] = [conv(3, n, 5, stride=2, before_prelu=True), nn.PReLU(n)]
         for i in range(1, d):
             layers.append(conv(n, n, 4, stride=2))
             layers += [ResidualUnit(n) for _ in range(_units_at(i, d))]
@@ -111,7 +124,7 @@ class BackwardNet(nn.Module):
             layers += [ResidualUnit(n) for _ in range(_units_at(i, d))]
             layers.append(Upsample(n, n))
         # the last 5x5 conv works at half resolution and pixel-shuffles straight to RGB
-        layers += [conv(n, 3 * 4, 5, gain=0.02), nn.PixelShuffle(2)]
+        layers += [conv(n, 3 * 4, 5, gain=OUTPUT_INIT_GAIN), nn.PixelShuffle(2)]
         self.net = nn.Sequential(*layers)
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
@@ -125,8 +138,8 @@ class HyperAnalysis(nn.Module):
         super().__init__()
         m, nh = cfg.fmaps, cfg.hyper_channels
         self.net = nn.Sequential(
-            conv(m, nh, 3), nn.ReLU(),
-            conv(nh, nh, 4, stride=2), nn.ReLU(),
+            conv(m, nh, 3, before_prelu=True), nn.ReLU(),
+            conv(nh, nh, 4, stride=2, before_prelu=True), nn.ReLU(),
             conv(nh, nh, 4, stride=2),
         )
 
@@ -146,8 +159,8 @@ class HyperSynthesis(nn.Module):
         super().__init__()
         m, nh = cfg.fmaps, cfg.hyper_channels
         self.net = nn.Sequential(
-            conv(nh, nh * 4, 3), nn.PixelShuffle(2), nn.ReLU(),
-            conv(nh, nh * 4, 3), nn.PixelShuffle(2), nn.ReLU(),
+            conv(nh, nh * 4, 3, before_prelu=True), nn.PixelShuffle(2), nn.ReLU(),
+            conv(nh, nh * 4, 3, before_prelu=True), nn.PixelShuffle(2), nn.ReLU(),
             conv(nh, m, 3),
         )
 

@@ -13,7 +13,8 @@ from PIL import Image
 from codedvision.cli import main
 from codedvision.codec import Codec
 from codedvision.config import ModelConfig
-from codedvision.train.codec import TrainConfig, Trainer
+from codedvision.train.codec import TrainConfig, Trainer, paper_lambda, paper_preset
+from codedvision.train.hull import lower_convex_hull
 from codedvision.train.export import export_checkpoint
 
 
@@ -55,9 +56,10 @@ def _val_loss(t: Trainer) -> float:
 def test_tiny_training_run_lowers_the_loss(patch_dir, tmp_path):
     t = Trainer(tiny_config(patch_dir), tmp_path / "run", quiet=True)
     before = _val_loss(t)
-    losses = [t.train_step()["loss"] for _ in range(40)]
+    losses = [t.train_step()["loss"] for _ in range(80)]
     assert all(np.isfinite(losses))
-    assert _val_loss(t) < 0.7 * before
+    # the network starts from a mid-grey output (networks.py), so this is real learning
+    assert _val_loss(t) < 0.8 * before
 
 
 def test_resume_continues_bit_for_bit(patch_dir, tmp_path):
@@ -120,3 +122,52 @@ def test_cli_trains_resumes_and_exports(patch_dir, tmp_path):
     assert (tmp_path / "rel" / "model.safetensors").exists()
     r = runner.invoke(main, ["train", "export", f"{run}/checkpoint.pt", "-o", str(tmp_path / "rel")])
     assert r.exit_code != 0 and "exists" in r.output
+
+
+def test_a_patch_that_is_not_a_multiple_of_the_stride_is_refused(patch_dir, tmp_path):
+    with pytest.raises(ValueError, match="stride"):
+        Trainer(tiny_config(patch_dir, patch=48), tmp_path / "r", quiet=True)
+
+
+def test_paper_preset_is_the_papers_recipe():
+    cfg = paper_preset()
+    assert cfg.model.entropy_model == "factorized" and cfg.lr == 1e-4
+    s = cfg.paper_stage_steps
+    assert paper_lambda(cfg, 0) == 0.0 and paper_lambda(cfg, s - 1) == 0.0  # pre-training
+    assert paper_lambda(cfg, s) == pytest.approx(0.0001)
+    assert paper_lambda(cfg, cfg.steps - 1) == pytest.approx(0.002)
+    assert cfg.steps == 21 * s
+
+
+def test_paper_schedule_writes_a_snapshot_per_lambda_and_the_hull_picks_among_them(
+        patch_dir, tmp_path):
+    cfg = tiny_config(patch_dir, schedule="paper", paper_stage_steps=2, paper_lambda_step=0.001,
+                      paper_lambda_max=0.003, steps=8,
+                      model=ModelConfig(channels=8, fmaps=8, entropy_model="factorized"))
+    run = tmp_path / "run"
+    Trainer(cfg, run, quiet=True).run()
+    lines = (run / "snapshots.csv").read_text().splitlines()
+    assert len(lines) == 1 + 3  # lambdas 0.001, 0.002, 0.003
+    r = CliRunner().invoke(main, ["train", "hull", str(run), "--json"])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.output)
+    assert [s["lambda"] for s in res["snapshots"]] == pytest.approx([0.001, 0.002, 0.003])
+    assert any(s["on_hull"] for s in res["snapshots"])
+    # a snapshot is a fixed-rate model: every quality codes alike
+    snap = res["snapshots"][-1]["snapshot"]
+    export_checkpoint(snap, tmp_path / "rel")
+    codec = Codec(tmp_path / "rel")
+    img = Image.open(patch_dir / "patches" / "p0.png")
+    low, high = (np.asarray(codec.decode(codec.encode(img, quality=q))) for q in (0, 100))
+    assert np.array_equal(low, high)
+
+
+def test_hull_without_snapshots_is_a_clear_error(tmp_path):
+    r = CliRunner().invoke(main, ["train", "hull", str(tmp_path)])
+    assert r.exit_code != 0 and "snapshots.csv" in r.output
+
+
+def test_lower_convex_hull_keeps_only_rd_optimal_points():
+    # (bpp, mse): index 2 lies above the chord of 1 and 3; index 4 costs more for more error
+    pts = [(0.1, 100.0), (0.2, 50.0), (0.3, 45.0), (0.4, 20.0), (0.5, 30.0)]
+    assert lower_convex_hull(pts) == [0, 1, 3]
