@@ -25,7 +25,7 @@ class CodedVisionCodec(ImageCodec):
     name = "codedvision"
     label = "codedvision"
     extension = "cvz"
-    default_settings = (0, 20, 40, 60, 80, 100)
+    default_settings = (0, 15, 30, 45, 60, 75, 90, 100)
     options = "codedvision.load(), encode(img, quality=q)"
 
     def __init__(self) -> None:
