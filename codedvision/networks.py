@@ -15,15 +15,16 @@ Decisions where the paper is vague (and why):
   training step time about 3x against full-resolution layers (benchmarks/train_throughput.py).
 - The first conv is followed by a PReLU; the down-sampling convs are linear because every one
   is followed by a residual unit that carries the non-linearity.
-- Initialisation (measured with pure-autoencoder runs, see benchmarks/train_recipe.py): a conv
-  followed by a PReLU gets He init; every other conv (down-sampling, up-sampling, fMap and
-  residual-output convs) gets a variance-preserving linear init, so activations keep their
-  scale through the stack instead of growing ~1.9x per linear layer. The second conv of each
-  residual branch starts at zero, so every residual unit starts as the identity and the
-  network starts as a shallow, nearly linear autoencoder, which learns fastest; the units
-  then grow in. The backward network's last conv starts at 0.01x so that training starts
-  from a mid-grey image rather than noise, and the forward network's last conv at 4x so that
-  the initial fMaps span a few quantization steps instead of mostly rounding to 0.
+- Initialisation (compared in benchmarks/train_recipe.py: no faster than the first release's
+  after 300 steps; kept for its clean, scale-preserving start): a conv followed by a PReLU gets
+  He init; every other conv (down-sampling, up-sampling, fMap and residual-output convs) gets a
+  variance-preserving linear init, so activations keep their scale through the stack instead
+  of growing ~1.9x per linear layer. The second conv of each residual branch starts at zero,
+  so every residual unit starts as the identity and the network starts as a shallow, nearly
+  linear autoencoder; the units then grow in. The backward network's last conv starts at
+  0.01x so that training starts from a mid-grey image rather than noise, and the forward
+  network's last conv at 4x so that the initial fMaps span a few quantization steps instead
+  of mostly rounding to 0.
 - The hyperprior networks (Balle et al. 2018) follow the same conventions: stride-2 4x4 convs
   down, pixel shuffle up.
 """
