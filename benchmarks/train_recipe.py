@@ -66,12 +66,12 @@ def run(variant, steps: int, patches: list, lr: float) -> dict:
         old_init(fwd, bwd)
     nets = nn.ModuleList([fwd, bwd]).to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(nets.parameters(), lr=lr)
-    sampler = PatchSampler(patches, 128, scale_aug=True)
+    sampler = PatchSampler(patches, patch, scale_aug=True)
     gen = torch.Generator().manual_seed(0)
     autocast = bf16_is_fast()
     curve, acc = [], 0.0
     for i in range(steps):
-        x = sampler.sample(batch, gen, patch).contiguous(memory_format=torch.channels_last)
+        x = sampler.sample(batch, gen).contiguous(memory_format=torch.channels_last)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
             y = fwd(x)
             y = y + (torch.round(y) - y).detach()

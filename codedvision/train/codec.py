@@ -39,7 +39,7 @@ from ..config import ModelConfig, check_fields
 from ..model import CodedVisionModel
 from .data import PatchSampler, load_caltech_train, load_patches
 from .plot import plot_log
-from .runlog import RunLog, open_run
+from .runlog import RunLog, open_run, save_atomic
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 
@@ -199,14 +199,14 @@ class Trainer:
         self.val_pos = torch.linspace(0, k - 1, cfg.holdout)
 
     def _batch(self) -> torch.Tensor:
-        patch, batch = self.cfg.patch, self.cfg.batch
+        cfg = self.cfg
         n_cal = 0
         if len(self.sources) > 1:
-            n_cal = int(torch.binomial(torch.tensor(float(batch)),
+            n_cal = int(torch.binomial(torch.tensor(float(cfg.batch)),
                                        torch.tensor(self.weights[1]), generator=self.gen))
-        parts = [self.sources[0].sample(batch - n_cal, self.gen, patch)]
+        parts = [self.sources[0].sample(cfg.batch - n_cal, self.gen)]
         if n_cal:
-            parts.append(self.sources[1].sample(n_cal, self.gen, patch))
+            parts.append(self.sources[1].sample(n_cal, self.gen))
         return torch.cat(parts).contiguous(memory_format=torch.channels_last)
 
     def train_step(self) -> dict:
@@ -236,19 +236,20 @@ class Trainer:
 
     @torch.no_grad()
     def _val_pass(self, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(bpp, PSNR) per held-out patch at anchor positions `pos` (noise seeded, RNG kept)."""
+        """(bpp, MSE) per held-out patch at anchor positions `pos` (noise seeded, RNG kept)."""
         self.model.eval()
         state = torch.get_rng_state()
         torch.manual_seed(0)
         out = self.model(self.val_x.contiguous(memory_format=torch.channels_last), pos)
         torch.set_rng_state(state)
         bpp = out["bits"] / (self.cfg.patch**2)
-        return bpp, -10 * torch.log10(out["mse"].clamp_min(1e-10))
+        return bpp, out["mse"].clamp_min(1e-10)
 
     def validate(self) -> dict:
         """Estimated bpp and PSNR on the held-out patches, low/mid/high quality thirds."""
         pos = torch.zeros_like(self.val_pos) if self.cfg.schedule == "paper" else self.val_pos
-        bpp, psnr = self._val_pass(pos)
+        bpp, mse = self._val_pass(pos)
+        psnr = -10 * torch.log10(mse)
         thirds = torch.tensor_split(torch.arange(len(bpp)), 3)
         res = {}
         for name, idx in zip(("low", "mid", "high"), thirds):
@@ -266,9 +267,7 @@ class Trainer:
             "train_config": self.cfg.to_dict(),
             "model_config": self.cfg.model.to_dict(),
         }
-        tmp = self.run_dir / "checkpoint.pt.tmp"
-        torch.save(state, tmp)
-        os.replace(tmp, self.run_dir / "checkpoint.pt")
+        save_atomic(state, self.run_dir / "checkpoint.pt")
         if (self.run_dir / "log.csv").exists():
             plot_log(self.run_dir)
 
@@ -281,11 +280,10 @@ class Trainer:
         snap_dir = self.run_dir / "snapshots"
         snap_dir.mkdir(exist_ok=True)
         path = snap_dir / f"lambda_{lam:.5f}.pt"
-        torch.save({"model": state, "step": self.step, "train_config": self.cfg.to_dict(),
-                    "model_config": self.cfg.model.to_dict()}, path.with_suffix(".tmp"))
-        os.replace(path.with_suffix(".tmp"), path)
-        bpp, psnr = self._val_pass(torch.zeros_like(self.val_pos))
-        mse = (10 ** (-psnr / 10)).mean().item()
+        save_atomic({"model": state, "step": self.step, "train_config": self.cfg.to_dict(),
+                      "model_config": self.cfg.model.to_dict()}, path)
+        bpp, mse = self._val_pass(torch.zeros_like(self.val_pos))
+        mse = mse.mean().item()
         RunLog(self.run_dir / "snapshots.csv", SNAPSHOT_FIELDS, quiet=True).append(
             {"lambda": lam, "step": self.step, "val_bpp": bpp.mean().item(), "val_mse": mse,
              "val_psnr": 10 * math.log10(1 / mse), "snapshot": path.name})

@@ -67,9 +67,8 @@ class PatchSampler:
         self.patch = patch
         self.scale_aug = scale_aug
 
-    def sample(self, batch: int, gen: torch.Generator, patch: int | None = None) -> torch.Tensor:
-        """`patch` overrides the sampler's patch side (at most the side it was built for)."""
-        p = patch or self.patch
+    def sample(self, batch: int, gen: torch.Generator) -> torch.Tensor:
+        p = self.patch
         out = torch.empty(batch, 3, p, p, dtype=torch.uint8)
         idx = torch.randint(len(self.images), (batch,), generator=gen)
         for b in range(batch):

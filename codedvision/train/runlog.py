@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import os
 from pathlib import Path
 
 import torch
@@ -41,6 +42,14 @@ class RunLog:
                 w = csv.DictWriter(f, fieldnames=self.fields, restval="", extrasaction="ignore")
                 w.writeheader()
                 w.writerows(keep)
+
+
+def save_atomic(obj: dict, path: Path) -> None:
+    """torch.save through a temporary file and a rename: never a half-written checkpoint."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
 
 
 def open_run(run_dir: Path, cfg, resume: bool, steps: int | None):

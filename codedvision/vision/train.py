@@ -40,7 +40,7 @@ import torch.nn.functional as F
 
 from ..codec import Codec
 from ..config import check_fields
-from ..train.runlog import RunLog, open_run
+from ..train.runlog import RunLog, open_run, save_atomic
 from . import data as D
 from .head import INPUTS, ClassifierHead, HeadConfig, valid_fmap_size
 
@@ -328,9 +328,7 @@ class HeadTrainer:
     def save_best(self) -> None:
         state = {**self._common_state(), "val": self.best}
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.run_dir / "best.pt.tmp"
-        torch.save(state, tmp)
-        os.replace(tmp, self.run_dir / "best.pt")
+        save_atomic(state, self.run_dir / "best.pt")
 
     def save_checkpoint(self) -> None:
         state = {
@@ -343,9 +341,7 @@ class HeadTrainer:
             "last_val_step": self.last_val_step,
             "val": self.last_val,
         }
-        tmp = self.run_dir / "checkpoint.pt.tmp"
-        torch.save(state, tmp)
-        os.replace(tmp, self.run_dir / "checkpoint.pt")
+        save_atomic(state, self.run_dir / "checkpoint.pt")
 
     @property
     def log_fields(self) -> list[str]:
