@@ -6,6 +6,7 @@ files still complete and the summary counts the failures.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -403,16 +404,23 @@ def train():
               help="Total steps (on --resume: extend or shorten the schedule).")
 @click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Stop (with a checkpoint) after this many minutes.")
-def train_codec(config_path, preset, run_dir, resume, steps, minutes):
+@click.option("--init-from", type=click.Path(exists=True), default=None,
+              help="Start from these weights (a checkpoint.pt or a model folder) with a fresh "
+                   "optimiser and schedule.")
+def train_codec(config_path, preset, run_dir, resume, steps, minutes, init_from):
     """Train a codec (resumable; logs to RUN_DIR/log.csv)."""
     from .train.codec import PRESETS, TrainConfig, Trainer
 
     if config_path and preset:
         _fail("give --config or --preset, not both")
+    if resume and init_from:
+        _fail("--resume continues the run's own weights; --init-from starts a new run")
     try:
         cfg = PRESETS[preset or "default"]()
         if config_path:
             cfg = TrainConfig.from_dict(json.loads(Path(config_path).read_text()))
+        if init_from:
+            cfg = dataclasses.replace(cfg, init_from=str(Path(init_from).resolve()))
         trainer = Trainer(cfg, Path(run_dir), resume=resume, steps=steps)
     except (OSError, ValueError, json.JSONDecodeError) as e:
         _fail(_one_line(e))

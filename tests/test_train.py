@@ -124,6 +124,27 @@ def test_cli_trains_resumes_and_exports(patch_dir, tmp_path):
     assert r.exit_code != 0 and "exists" in r.output
 
 
+def test_init_from_starts_a_new_run_from_trained_weights(patch_dir, tmp_path):
+    first = Trainer(tiny_config(patch_dir), tmp_path / "a", quiet=True)
+    first.run(max_steps=3)
+    export_checkpoint(tmp_path / "a" / "checkpoint.pt", tmp_path / "rel")
+    trained = first.model.state_dict()
+    for source in (tmp_path / "a" / "checkpoint.pt", tmp_path / "rel"):
+        run = tmp_path / f"warm-{source.name}"
+        warm = Trainer(tiny_config(patch_dir, init_from=str(source)), run, quiet=True)
+        assert warm.step == 0  # a fresh schedule and optimiser, the trained network
+        got = warm.model.state_dict()
+        assert all(torch.allclose(got[k].float(), trained[k].float(), rtol=2e-3, atol=1e-3)
+                   for k in trained), source  # a release stores float16
+    other = tiny_config(patch_dir, model=ModelConfig(channels=8, fmaps=12, hyper_channels=8),
+                        init_from=str(tmp_path / "a" / "checkpoint.pt"))
+    with pytest.raises(ValueError, match="model config differs"):
+        Trainer(other, tmp_path / "mismatch", quiet=True)
+    r = CliRunner().invoke(main, ["train", "codec", "--run-dir", str(tmp_path / "a"), "--resume",
+                                  "--init-from", str(tmp_path / "rel")])
+    assert r.exit_code != 0 and "--init-from" in r.output
+
+
 def test_a_patch_that_is_not_a_multiple_of_the_stride_is_refused(patch_dir, tmp_path):
     with pytest.raises(ValueError, match="stride"):
         Trainer(tiny_config(patch_dir, patch=48), tmp_path / "r", quiet=True)

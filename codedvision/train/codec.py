@@ -72,6 +72,9 @@ class TrainConfig:
     paper_lambda_step: float = 0.0001
     paper_lambda_max: float = 0.002
     paper_stage_steps: int = 2000  # the paper raises lambda every 5 epochs
+    # Start from these weights (a checkpoint.pt or a released model folder) with a fresh optimiser
+    # and schedule: a warm restart of a finished run. The model config must match.
+    init_from: str | None = None
     seed: int = 0
     threads: int = 0  # 0: all cores
     autocast: str = "auto"  # "auto", "bf16" or "off"
@@ -120,6 +123,22 @@ def check_config(cfg: TrainConfig) -> None:
         raise ValueError(f"patch {cfg.patch} is not a multiple of the model's stride {stride}")
     if cfg.schedule not in ("variable-rate", "paper"):
         raise ValueError(f"unknown schedule {cfg.schedule!r} (variable-rate or paper)")
+
+
+def initial_weights(path: Path, model_cfg: ModelConfig) -> dict:
+    """The network weights of a checkpoint.pt or a released model folder, for `init_from`."""
+    if path.is_file() and path.suffix == ".pt":
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        weights, other = state["model"], ModelConfig.from_dict(state["model_config"])
+    else:
+        from ..release import load_release
+
+        model, _, manifest, _ = load_release(path)
+        weights, other = model.state_dict(), ModelConfig.from_dict(manifest["config"])
+    if other != model_cfg:
+        raise ValueError(f"{path}: its model config differs from the run's; init_from needs the "
+                         "same network")
+    return weights
 
 
 def bf16_is_fast() -> bool:
@@ -177,6 +196,8 @@ class Trainer:
             self.step = state["step"]
             RunLog(self.run_dir / "log.csv", self.LOG_FIELDS).truncate_after(self.step)
             RunLog(self.run_dir / "snapshots.csv", SNAPSHOT_FIELDS).truncate_after(self.step)
+        elif cfg.init_from:
+            self.model.load_state_dict(initial_weights(Path(cfg.init_from), cfg.model))
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
 
