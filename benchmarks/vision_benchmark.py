@@ -18,7 +18,7 @@ heads have the same size on every path ("same classifier budget"); --rgb-head-jp
 --rgb-head-decoded give the baselines heads trained on their own degraded pixels
 (`codedvision train classifier --input rgb --degrade jpeg|codec`), else all use --rgb-head.
 
-Writes OUT/vision_benchmark.json (OUT/vision_benchmark_limit<N>.json with --limit) with the mean
+Writes OUT/vision_benchmark.json (OUT: results/vision) (OUT/vision_benchmark_limit<N>.json with --limit) with the mean
 bpp, top-1, mean per-class accuracy and median seconds per path and quality, and a plot of
 accuracy against bpp (accuracy_vs_bpp*.png).
 """
@@ -232,7 +232,7 @@ def parse_args(argv=None):
     ap.add_argument("--qualities", default="10,30,50,70,90")
     ap.add_argument("--limit", type=int, default=None, help="only N val images (spread evenly)")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
-    ap.add_argument("--out", type=Path, default=HERE / "results" / "vision")
+    ap.add_argument("--out", type=Path, default=HERE.parent / "results" / "vision")
     ap.add_argument("--quiet", action="store_true")
     return ap.parse_args(argv)
 

@@ -256,6 +256,38 @@ def test_export_and_load_round_trip(fmaps_run, head_dir, tiny_codec):
         export_head_checkpoint(fmaps_run / "best.pt", head_dir)
 
 
+def test_head_on_a_subset_of_fmaps_reads_the_strongest_channels():
+    head = ClassifierHead(HeadConfig(fmaps=6, num_classes=3, channels=8, units=1, keep_fmaps=2))
+    x = torch.randn(4, 6, 3, 3) * torch.tensor([1, 5, 1, 9, 1, 1.0])[None, :, None, None]
+    head.set_normalisation([x])
+    assert head.fmap_index.tolist() == [1, 3]
+    assert head.in_std.shape == (2,) and head(x).shape == (4, 3)
+    with pytest.raises(ValueError, match="keep_fmaps"):
+        HeadConfig(fmaps=6, num_classes=3, keep_fmaps=7)
+
+
+def test_table1_variants_train_and_the_subset_survives_export(data_dir, tiny_model_dir, tmp_path):
+    sub = HeadTrainer(tiny_config(data_dir, tiny_model_dir, steps=10, keep_fmaps=4),
+                      tmp_path / "sub", quiet=True)
+    sub.run()
+    index = sub.head.fmap_index.clone()
+    assert len(index) == 4
+    export_head_checkpoint(tmp_path / "sub" / "best.pt", tmp_path / "sub-head")
+    loaded = head_release.load(tmp_path / "sub-head")
+    assert torch.equal(loaded.head.fmap_index, index)
+    raw = HeadTrainer(tiny_config(data_dir, tiny_model_dir, steps=10, quantized=False),
+                      tmp_path / "raw", quiet=True)
+    x = torch.rand(2, 3, 64, 64)
+    y = raw.codec.model.forward_net(x)
+    assert torch.equal(raw.inputs(x, torch.tensor([10, 90])), y)  # no rounding
+    raw.run()
+    assert "val_top1" in raw.best and "val_top1_q10" not in raw.best
+    with pytest.raises(ValueError, match="unquantized"):
+        export_head_checkpoint(tmp_path / "raw" / "best.pt", tmp_path / "raw-head")
+    with pytest.raises(ValueError, match="fmaps heads only"):
+        HeadTrainConfig(input="rgb", keep_fmaps=4)
+
+
 def test_missing_shipped_head_says_how_to_train(monkeypatch, tmp_path):
     monkeypatch.setitem(head_release.DEFAULT_HEAD_DIRS, "fmaps", tmp_path / "none")
     with pytest.raises(head_release.NoHeadError, match="shipped yet.*train classifier"):
@@ -479,6 +511,27 @@ def test_benchmark_smoke_run(data_dir, tiny_model_dir, head_dir, rgb_head_dir, t
     assert fm == sorted(fm)  # higher quality, more bits
     with Image.open(tmp_path / "accuracy_vs_bpp_limit4.png") as im:
         assert im.format == "PNG"
+
+
+def test_table1_benchmark_smoke_run(data_dir, tiny_model_dir, tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "vision_table1", Path(__file__).resolve().parents[1] / "benchmarks" / "vision_table1.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    base = tiny_config(data_dir, tiny_model_dir).to_dict()
+    (tmp_path / "base.json").write_text(json.dumps(base))
+    args = ["--work", str(tmp_path / "runs"), "--data", str(data_dir), "--model",
+            str(tiny_model_dir), "--steps", "3", "--fmaps", "4,16", "--config",
+            str(tmp_path / "base.json"), "--out", str(tmp_path / "out"), "--quiet"]
+    res = bench.main(args)
+    assert [(r["fmaps"], r["quantized"]) for r in res["rows"]] == [(4, True), (16, True),
+                                                                   (16, False)]
+    assert all(r["steps"] == 3 and 0 <= r["val_top1"] <= 1 for r in res["rows"])
+    assert "| 4 | yes |" in (tmp_path / "out" / "table1.md").read_text()
+    again = bench.main(args)  # finished runs are read back, not retrained
+    assert again["rows"][0]["val_top1"] == res["rows"][0]["val_top1"]
 
 
 def test_cli_classify_loads_only_the_heads_its_files_need(runner, monkeypatch, tmp_path,

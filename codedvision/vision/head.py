@@ -26,6 +26,10 @@ Details the paper does not pin down (and why):
 - A PReLU after the last residual unit: the units end in an addition with no non-linearity
   (as in the codec), and averaging a purely additive stream over space would throw away most of
   what the non-linear branches compute.
+- `keep_fmaps` (the Table 1 analog: accuracy against the number of fMaps without training a
+  codec per size): the head reads only the K fMap channels with the largest spread over the
+  normalisation samples, i.e. the channels carrying most of the signal; the index is a buffer
+  saved with the head, so a released head applies the same subset to a file's fMaps.
 - Global average pooling, so any fMap size works (a 128 px crop in training gives 8x8 fMaps, a
   whole photo 15x20); no down-sampling inside the head, the fMaps are already at 1/16.
 """
@@ -55,6 +59,7 @@ class HeadConfig:
         units: residual units in the head.
         input: "fmaps" (compressed domain) or "rgb" (ForwardNet copy + head, the baseline).
         dropout: dropout before the linear layer.
+        keep_fmaps: read only this many fMap channels (0: all `fmaps`); see the module doc.
         forward_channels, downsamples: the ForwardNet architecture of an "rgb" head (the
             codec's `channels` and `downsamples`); `downsamples` also fixes the fMap stride.
     """
@@ -67,6 +72,7 @@ class HeadConfig:
     dropout: float = 0.2
     forward_channels: int = 96
     downsamples: int = 4
+    keep_fmaps: int = 0
 
     def __post_init__(self) -> None:
         if self.input not in INPUTS:
@@ -75,8 +81,15 @@ class HeadConfig:
             raise ValueError(f"a classifier needs at least 2 classes, got {self.num_classes}")
         if min(self.fmaps, self.channels, self.forward_channels, self.downsamples) < 1:
             raise ValueError("fmaps, channels, forward_channels and downsamples must be positive")
+        if not 0 <= self.keep_fmaps <= self.fmaps:
+            raise ValueError(f"keep_fmaps must be in 0..{self.fmaps}, got {self.keep_fmaps}")
         if self.units < 0 or not 0 <= self.dropout < 1:
             raise ValueError("units must be >= 0 and dropout in [0, 1)")
+
+    @property
+    def input_fmaps(self) -> int:
+        """fMap channels the head reads."""
+        return self.keep_fmaps or self.fmaps
 
     @property
     def stride(self) -> int:
@@ -104,10 +117,12 @@ class ClassifierHead(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.forward_net = ForwardNet(cfg.forward_config()) if cfg.input == "rgb" else None
-        self.register_buffer("in_mean", torch.zeros(cfg.fmaps))
-        self.register_buffer("in_std", torch.ones(cfg.fmaps))
+        k = cfg.input_fmaps
+        self.register_buffer("fmap_index", torch.arange(k))
+        self.register_buffer("in_mean", torch.zeros(k))
+        self.register_buffer("in_std", torch.ones(k))
         c = cfg.channels
-        self.stem = nn.Sequential(conv(cfg.fmaps, c, 3), nn.PReLU(c))
+        self.stem = nn.Sequential(conv(k, c, 3), nn.PReLU(c))
         self.units = nn.Sequential(*[ResidualUnit(c) for _ in range(cfg.units)])
         self.act = nn.PReLU(c)
         self.dropout = nn.Dropout(cfg.dropout)
@@ -120,6 +135,8 @@ class ClassifierHead(nn.Module):
             x = self.forward_net(x)
         if valid is not None:
             x = x[:, :, : valid[0], : valid[1]]
+        if self.cfg.keep_fmaps:
+            x = x.index_select(1, self.fmap_index)
         return x
 
     def features(self, x: torch.Tensor, valid: tuple[int, int] | None = None) -> torch.Tensor:
@@ -133,8 +150,15 @@ class ClassifierHead(nn.Module):
 
     @torch.no_grad()
     def set_normalisation(self, samples: list[torch.Tensor]) -> None:
-        """Set in_mean/in_std from sample inputs (fMaps, or images for an rgb head)."""
-        f = torch.cat([self.fmaps_of(s).permute(1, 0, 2, 3).flatten(1) for s in samples], 1)
+        """Set in_mean/in_std (and, with keep_fmaps, which channels to read) from sample inputs
+        (fMaps, or images for an rgb head)."""
+        if self.forward_net is not None:
+            samples = [self.forward_net(s) for s in samples]
+        f = torch.cat([s.permute(1, 0, 2, 3).flatten(1) for s in samples], 1)  # (M, N)
+        if self.cfg.keep_fmaps:
+            top = f.std(1).topk(self.cfg.keep_fmaps).indices.sort().values
+            self.fmap_index.copy_(top)
+            f = f[top]
         self.in_mean.copy_(f.mean(1))
         self.in_std.copy_(f.std(1).clamp_min(1e-3))
 

@@ -63,6 +63,10 @@ class HeadTrainConfig:
     channels: int = 128
     units: int = 4
     dropout: float = 0.2
+    keep_fmaps: int = 0  # fmaps heads: read only the K strongest fMap channels (0: all)
+    # fmaps heads: False feeds the forward net's output unrounded (the Table 1 "unquantized"
+    # row, a measurement: such a head never sees what a file holds and cannot be exported)
+    quantized: bool = True
     crop: int = 128
     resize: tuple[int, int] = (144, 192)  # training: shorter side scaled into this range
     eval_side: int | None = 160  # validation/classification: shorter side scaled to this
@@ -91,6 +95,8 @@ class HeadTrainConfig:
             raise ValueError(f"degrade must be one of {D.DEGRADATIONS}, got {self.degrade!r}")
         if self.degrade != "none" and self.input != "rgb":
             raise ValueError("degrade applies to rgb heads only (--input rgb)")
+        if self.input != "fmaps" and (self.keep_fmaps or not self.quantized):
+            raise ValueError("keep_fmaps and quantized apply to fmaps heads only")
         if self.rgb_init not in ("codec", "random"):
             raise ValueError(f"rgb_init must be 'codec' or 'random', got {self.rgb_init!r}")
         lo, hi = self.quality_range
@@ -154,7 +160,8 @@ class HeadTrainer:
         self.head_cfg = HeadConfig(
             fmaps=self.codec.cfg.fmaps, num_classes=len(self.classes), channels=cfg.channels,
             units=cfg.units, input=cfg.input, dropout=cfg.dropout,
-            forward_channels=self.codec.cfg.channels, downsamples=self.codec.cfg.downsamples)
+            forward_channels=self.codec.cfg.channels, downsamples=self.codec.cfg.downsamples,
+            keep_fmaps=cfg.keep_fmaps)
         torch.manual_seed(cfg.seed)
         self.head = ClassifierHead(self.head_cfg)
         if cfg.input == "rgb" and cfg.rgb_init == "codec":
@@ -204,7 +211,7 @@ class HeadTrainer:
         if self.cfg.input == "fmaps":
             with torch.no_grad():
                 y = self.codec.model.forward_net(x)
-            return D.quantized_fmaps(self.codec, y, q)
+            return D.quantized_fmaps(self.codec, y, q) if self.cfg.quantized else y
         if self.cfg.degrade == "codec":
             return D.codec_roundtrip(self.codec, x, q)
         return x  # "none"; "jpeg" was applied to the image by the sampler
@@ -240,7 +247,7 @@ class HeadTrainer:
 
     # -- validation --------------------------------------------------------------------------
     def _val_settings(self) -> list[int | None]:
-        if self.cfg.input == "rgb" and self.cfg.degrade == "none":
+        if self.cfg.degrade == "none" and (self.cfg.input == "rgb" or not self.cfg.quantized):
             return [None]
         return list(self.cfg.val_qualities)
 
@@ -264,6 +271,8 @@ class HeadTrainer:
         """One val image's head input at quality q: (1,M,h,w) fMaps, or (1,3,H,W) pixels padded
         to the head's stride (the rgb head crops its fMaps back to the image)."""
         if self.cfg.input == "fmaps":
+            if not self.cfg.quantized:
+                return item
             return D.quantized_fmaps(self.codec, item, torch.tensor([q]))
         h, w = item.shape[1:]
         if self.cfg.degrade == "jpeg":
@@ -407,6 +416,9 @@ def export_head_checkpoint(checkpoint: Path, out_dir: Path, force: bool = False)
 
     head, state = load_head_checkpoint(checkpoint)
     tc = state["train_config"]
+    if not tc.get("quantized", True):
+        raise ValueError(f"{checkpoint}: a head on unquantized fMaps is a measurement; files "
+                         "hold quantized fMaps, so it is not exported")
     info = {
         "classes": state["classes"],
         "codec_model_id": state["codec_model_id"],
