@@ -18,9 +18,9 @@ heads have the same size on every path ("same classifier budget"); --rgb-head-jp
 --rgb-head-decoded give the baselines heads trained on their own degraded pixels
 (`codedvision train classifier --input rgb --degrade jpeg|codec`), else all use --rgb-head.
 
-Writes OUT/vision_benchmark.json (OUT: results/vision) (OUT/vision_benchmark_limit<N>.json with --limit) with the mean
-bpp, top-1, mean per-class accuracy and median seconds per path and quality, and a plot of
-accuracy against bpp (accuracy_vs_bpp*.png).
+Writes OUT/vision_benchmark.json (OUT/vision_benchmark_limit<N>.json with --limit; OUT:
+results/vision) with the mean bpp, top-1, mean per-class accuracy and median seconds per path
+and quality, and a plot of accuracy against bpp (accuracy_vs_bpp*.png).
 """
 
 from __future__ import annotations
