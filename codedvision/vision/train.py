@@ -40,6 +40,7 @@ import torch.nn.functional as F
 
 from ..codec import Codec
 from ..config import check_fields
+from ..train.codec import bf16_is_fast
 from ..train.runlog import RunLog, open_run, save_atomic
 from . import data as D
 from .head import INPUTS, ClassifierHead, HeadConfig, valid_fmap_size
@@ -79,6 +80,10 @@ class HeadTrainConfig:
     clip: float = 5.0
     seed: int = 0
     threads: int = 0  # 0: all cores
+    # "auto": the trained networks (the head, an rgb head's ForwardNet copy) run in bf16
+    # autocast where the CPU has native bf16, as the codec trainer does; the frozen codec stays
+    # float32, so the rounded fMaps are exactly a file's. "bf16" or "off" force it.
+    autocast: str = "auto"
     log_every: int = 25
     val_every: int = 500
     val_limit: int | None = None  # validate on an evenly spread subset of this many images
@@ -104,6 +109,8 @@ class HeadTrainConfig:
             raise ValueError("qualities must be within 0..100 (and the range low <= high)")
         if len(self.resize) != 2 or self.resize[0] > self.resize[1]:
             raise ValueError(f"resize must be (low, high), got {self.resize}")
+        if self.autocast not in ("auto", "bf16", "off"):
+            raise ValueError(f"autocast must be auto, bf16 or off, got {self.autocast!r}")
         if self.batch < 1 or self.steps < 1 or self.crop < 1:
             raise ValueError("batch, steps and crop must be positive")
 
@@ -143,7 +150,7 @@ class HeadTrainer:
         cfg, state = open_run(self.run_dir, cfg, resume, steps)
         self.cfg = cfg
         torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
-
+        self.autocast = cfg.autocast == "bf16" or (cfg.autocast == "auto" and bf16_is_fast())
         self.codec = Codec(cfg.codec)
         self.codec.model.requires_grad_(False)
         if state is not None and state["codec_model_id"] != self.codec.model_id.hex():
@@ -234,7 +241,8 @@ class HeadTrainer:
         lr = learning_rate(cfg, self.step)
         for group in self.opt.param_groups:
             group["lr"] = lr * group["lr_scale"]
-        logits = self.head(inp)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast):
+            logits = self.head(inp).float()
         loss = F.cross_entropy(logits, labels, label_smoothing=cfg.label_smoothing)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
