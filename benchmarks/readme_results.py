@@ -3,8 +3,9 @@
     python benchmarks/readme_results.py            # rewrites README.md between the markers
 
 Reads results/kodak/results.json (from `codedvision evaluate`), results/caltech_val/results.json
-(if present), benchmarks/results/codec_speed.json, benchmarks/results/train_throughput.json and
-the shipped model's manifest. Numbers are printed as measured; nothing is typed by hand.
+(if present), benchmarks/results/codec_speed.json, benchmarks/results/train_throughput.json,
+results/vision/vision_benchmark.json and results/vision/table1.json (if present) and the shipped
+model's manifest. Numbers are printed as measured; nothing is typed by hand.
 """
 
 from __future__ import annotations
@@ -101,6 +102,55 @@ def speed_section(speed: dict | None, thr: dict | None, recipe: dict | None) -> 
     return lines + [""]
 
 
+def vision_section(bench: dict | None, table1: dict | None) -> list[str]:
+    if not bench and not table1:
+        return []
+    lines = ["### Vision task engine (Caltech-101 val)", ""]
+    if bench:
+        m, pts = bench["meta"], bench["points"]
+        by = {(r["path"], r["quality"]): r for r in pts}
+        fm = [r for r in pts if r["path"] == "fmaps"]
+        # the stated operating point: the fMaps quality whose bpp is nearest 0.4
+        q = min(fm, key=lambda r: abs(r["bpp"] - 0.4))["quality"]
+        rows = [by.get(("fmaps", q)), by.get(("decoded", q)), by.get(("jpeg", q)),
+                by.get(("rgb", None))]
+        lines += [f"{m['images']} val photos scaled to a shorter side of {m['eval_side']} px, "
+                  f"codec {m['codec_model_id']}, {m['threads']} threads; time is the median "
+                  f"wall time per image from the file's bytes to the label "
+                  f"([`results/vision/vision_benchmark.json`](results/vision/vision_benchmark.json),"
+                  f" `benchmarks/vision_benchmark.py`). At quality {q}:", "",
+                  "| path | bpp | top-1 | mean per class | ms per image |", "|---|---|---|---|---|"]
+        for r in rows:
+            if r:
+                lines.append(f"| {r['description']} | {r['bpp']:.3f} | {r['top1']:.3f} | "
+                             f"{r['mean_class_accuracy']:.3f} | {r['seconds_median'] * 1000:.1f} |")
+        f, j, u = by.get(("fmaps", q)), by.get(("jpeg", q)), by.get(("rgb", None))
+        if f and j and u:
+            lines += ["", f"Compressed domain against uncompressed: {100 * (f['top1'] - u['top1']):+.1f} "
+                      f"points top-1; file-to-label {j['seconds_median'] / f['seconds_median']:.1f}x "
+                      "the speed of JPEG decode-then-classify at about the same bpp."]
+        lines += ["", "All qualities:", "", "| path | quality | bpp | top-1 | mean per class | ms |",
+                  "|---|---|---|---|---|---|"]
+        for r in pts:
+            lines.append(f"| {r['path']} | {_fmt(r['quality'], 'd', '-')} | {r['bpp']:.3f} | "
+                         f"{r['top1']:.3f} | {r['mean_class_accuracy']:.3f} | "
+                         f"{r['seconds_median'] * 1000:.1f} |")
+        lines += ["", "![accuracy against bpp](results/vision/accuracy_vs_bpp.png)", ""]
+    if table1:
+        qs = sorted({int(k.rsplit("_q", 1)[1]) for r in table1["rows"] for k in r["per_quality"]})
+        lines += [f"Accuracy against the number of fMaps and quantization (Table 1 analog, "
+                  f"`benchmarks/vision_table1.py`, [`results/vision/table1.json`]"
+                  f"(results/vision/table1.json)): one head per row, {table1['steps_per_head']} "
+                  "training steps each, accuracy at the end of training (quantized: mean over "
+                  f"qualities {', '.join(map(str, qs))}).", "",
+                  "| fMaps | quantized | top-1 | mean per class |", "|---|---|---|---|"]
+        for r in table1["rows"]:
+            lines.append(f"| {r['fmaps']} | {'yes' if r['quantized'] else 'no'} | "
+                         f"{r['val_top1']:.3f} | {r['val_mean_class']:.3f} |")
+        lines.append("")
+    return lines
+
+
 def main() -> None:
     lines: list[str] = []
     manifest = _load("codedvision/models/default/manifest.json")
@@ -114,6 +164,8 @@ def main() -> None:
     lines += speed_section(_load("benchmarks/results/codec_speed.json"),
                            _load("benchmarks/results/train_throughput.json"),
                            _load("benchmarks/results/train_recipe.json"))
+    lines += vision_section(_load("results/vision/vision_benchmark.json"),
+                            _load("results/vision/table1.json"))
     readme = (ROOT / "README.md").read_text()
     head, rest = readme.split(START, 1)
     _, tail = rest.split(END, 1)
