@@ -41,10 +41,12 @@ class FrozenTables:
 
 
 def _groups(table_ids: np.ndarray):
+    """(table id, positions in stream order) per table used; one sort, no np.unique re-sort."""
     order = np.argsort(table_ids, kind="stable")
-    ids, starts = np.unique(table_ids[order], return_index=True)
-    bounds = list(starts[1:]) + [len(order)]
-    return [(int(t), order[s:e]) for t, s, e in zip(ids, starts, bounds)]
+    ids = table_ids[order]
+    cuts = np.flatnonzero(np.diff(ids)) + 1
+    starts, ends = np.r_[0, cuts], np.r_[cuts, len(order)]
+    return [(int(ids[s]), order[s:e]) for s, e in zip(starts, ends) if e > s]
 
 
 def encode(encoder: RangeEncoder, values: np.ndarray, table_ids: np.ndarray,
