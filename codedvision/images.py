@@ -85,11 +85,18 @@ def _array_to_pil(a: np.ndarray, notes: list[str]) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(a if a.shape[2] > 1 else a[:, :, 0]), mode)
 
 
+def _umask() -> int:
+    mask = os.umask(0)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: Path, data: bytes | None = None, *, image: Image.Image | None = None,
                  force: bool = False, **save_args) -> None:
     """Write bytes or an image to `path` through a temporary file in the same folder + rename.
 
-    Refuses to replace an existing file unless force=True; never leaves a partial file.
+    Refuses to replace an existing file unless force=True; never leaves a partial file. The file
+    gets the permissions a plain open() would give (0666 less the umask), not mkstemp's 0600.
     """
     path = Path(path)
     if path.exists() and not force:
@@ -105,6 +112,7 @@ def atomic_write(path: Path, data: bytes | None = None, *, image: Image.Image | 
                 image.save(f, format=fmt, **save_args)
             else:
                 f.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -168,3 +168,16 @@ def test_atomic_write_leaves_no_partial_file_on_failure(tmp_path):
     with pytest.raises(InputError, match="unknown image format"):
         atomic_write(tmp_path / "out.unknownext", image=synthetic(4, 4))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_write_gives_the_permissions_of_a_plain_write(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        atomic_write(tmp_path / "out.bin", b"x")
+        atomic_write(tmp_path / "out.png", image=synthetic(4, 4))
+    finally:
+        os.umask(old)
+    for name in ("out.bin", "out.png"):  # not mkstemp's owner-only 0600
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644
