@@ -542,3 +542,20 @@ def test_cli_classify_loads_only_the_heads_its_files_need(runner, monkeypatch, t
                            catch_exceptions=False)  # no .cvz: no fMaps head, no codec needed
     assert result.exit_code == 0, result.stderr
     assert "RGB" in result.stdout
+
+
+def test_shipped_heads_belong_to_the_shipped_codec():
+    """A new default codec must come with retrained heads (a head reads one codec's fMaps)."""
+    from codedvision.codec import Codec
+    from codedvision.demo import SAMPLE
+
+    codec = Codec()
+    fm, rgb = head_release.load(None, "fmaps"), head_release.load(None, "rgb")
+    assert fm.codec_model_id == codec.model_id and fm.input == "fmaps"
+    assert rgb.input == "rgb" and fm.classes == rgb.classes and len(fm.classes) == 101
+    image = Image.open(SAMPLE).convert("RGB")
+    image = image.resize((fm.eval_side * image.width // image.height, fm.eval_side))
+    clf = Classifier(codec, fm, rgb, top_k=3)
+    for rec in (clf.classify_bytes(codec.encode(image, quality=50), "sample.cvz"),
+                clf.classify_image(image, "sample.png")):
+        assert len(rec["top"]) == 3 and rec["top"][0]["label"] in fm.classes

@@ -9,7 +9,7 @@ A head folder holds
 
 Shipped heads go in codedvision/models/<name>/ (package data, like the default codec):
 `classifier-fmaps` (the compressed-domain head) and `classifier-rgb` (the decode-then-classify
-baseline). None is shipped yet: `codedvision train classifier` + `train export-head`.
+baseline), made with `codedvision train classifier` + `train export-head` for the shipped codec.
 """
 
 from __future__ import annotations
