@@ -58,6 +58,14 @@ def rd_section(res: dict, folder: str, title: str) -> list[str]:
     return lines
 
 
+def _warm_start(training: dict) -> str:
+    w = training.get("warm_start")
+    if not w:
+        return ""
+    return (f", starting from model `{w['from_model']}` ({w['its_steps']:,} steps; "
+            f"{training['steps'] + w['its_steps']:,} in all)")
+
+
 def model_section(manifest: dict) -> list[str]:
     tr = manifest.get("training", {})
     lines = ["### The shipped model", "",
@@ -65,7 +73,7 @@ def model_section(manifest: dict) -> list[str]:
              f"{manifest['config']['channels']} channels, {manifest['config']['fmaps']} fMaps, "
              f"{manifest['config']['entropy_model']}; trained {tr.get('steps', '?'):,} steps of "
              f"{tr.get('batch', '?')} patches of {tr.get('patch', '?')}x{tr.get('patch', '?')} "
-             f"on this 2-core CPU."]
+             f"on this 2-core CPU" + _warm_start(tr) + "."]
     kodak = manifest.get("kodak")
     if kodak:
         lines += ["", "| quality | bpp | PSNR (dB) | MS-SSIM | MS-SSIM (dB) |", "|---|---|---|---|---|"]
