@@ -109,3 +109,17 @@ def synthetic(width: int, height: int, seed: int = 0) -> Image.Image:
                      (xx + yy) * 127 / max(width + height, 1)], axis=-1)
     noise = np.random.default_rng(seed).normal(0, 8, (height, width, 3))
     return Image.fromarray(np.clip(base + noise, 0, 255).astype(np.uint8), "RGB")
+
+
+@pytest.fixture(scope="session")
+def load_benchmark():
+    """Import benchmarks/<name>.py (a script folder, not a package): load_benchmark(name)."""
+    import importlib.util
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

@@ -341,3 +341,21 @@ def test_bad_input_raises_a_one_line_value_error(tmp_path, image_dir, change, me
     with pytest.raises(ValueError, match=message) as err:
         run_evaluation(**args)
     assert "\n" not in str(err.value)
+
+
+def test_compare_releases_accepts_only_a_model_better_on_both_metrics(tmp_path, load_benchmark):
+    cmp = load_benchmark("compare_releases")
+
+    def results(name, bpps, psnrs, msdb):
+        pts = [{"setting": i, "bpp": b, "bpp_ms_ssim": b, "psnr": p, "ms_ssim_db": m}
+               for i, (b, p, m) in enumerate(zip(bpps, psnrs, msdb))]
+        (tmp_path / name).write_text(json.dumps({"averages": {"codedvision": pts}}))
+        return str(tmp_path / name)
+
+    old = results("old.json", [0.2, 0.4, 0.8], [26, 28, 30], [10, 12, 14])
+    better = results("better.json", [0.18, 0.35, 0.7], [26, 28, 30], [10, 12, 14])
+    mixed = results("mixed.json", [0.18, 0.35, 0.7], [26, 28, 30], [9, 11, 13])
+    assert cmp.main([old, better]) == 0
+    assert cmp.main([better, old]) == 1
+    assert cmp.main([old, mixed]) == 1  # fewer bits for PSNR, more for MS-SSIM
+    assert cmp.main([old]) == 2

@@ -487,19 +487,9 @@ def test_codec_baseline_pixels_equal_decoded_pixels(tiny_codec):
 
 # -- benchmark smoke run ----------------------------------------------------------------------
 
-def _benchmark(name: str):
-    """Import benchmarks/<name>.py (a script folder, not a package)."""
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_benchmark_smoke_run(data_dir, tiny_model_dir, head_dir, rgb_head_dir, tmp_path):
-    bench = _benchmark("vision_benchmark")
+def test_benchmark_smoke_run(data_dir, tiny_model_dir, head_dir, rgb_head_dir, tmp_path,
+                             load_benchmark):
+    bench = load_benchmark("vision_benchmark")
     res = bench.main(["--data", str(data_dir), "--model", str(tiny_model_dir), "--head",
                       str(head_dir), "--rgb-head", str(rgb_head_dir), "--qualities",
                       "5,35,65,95", "--limit", "4", "--threads", "1", "--out", str(tmp_path),
@@ -518,8 +508,8 @@ def test_benchmark_smoke_run(data_dir, tiny_model_dir, head_dir, rgb_head_dir, t
         assert im.format == "PNG"
 
 
-def test_table1_benchmark_smoke_run(data_dir, tiny_model_dir, tmp_path):
-    bench = _benchmark("vision_table1")
+def test_table1_benchmark_smoke_run(data_dir, tiny_model_dir, tmp_path, load_benchmark):
+    bench = load_benchmark("vision_table1")
     base = tiny_config(data_dir, tiny_model_dir).to_dict()
     (tmp_path / "base.json").write_text(json.dumps(base))
     args = ["--work", str(tmp_path / "runs"), "--data", str(data_dir), "--model",
