@@ -98,7 +98,7 @@ def _run_batch(files: list[Path], outputs: list[Path], job, verb: str, force: bo
             raise
         except Exception as e:  # one bad file must not stop the batch
             failed += 1
-            msg = f"error: {src}: {_one_line(e)}"
+            msg = _file_error(src, e)
             (bar.write(msg, file=sys.stderr) if show_bar else click.echo(msg, err=True))
     bar.close()
     if show_bar or failed:
@@ -112,6 +112,12 @@ def _run_batch(files: list[Path], outputs: list[Path], job, verb: str, force: bo
 def _one_line(e: Exception) -> str:
     text = str(e).strip().splitlines()
     return text[0] if text else type(e).__name__
+
+
+def _file_error(path: Path, e: Exception) -> str:
+    """'error: PATH: reason', naming the file once even when the reason already does."""
+    msg = _one_line(e)
+    return f"error: {msg if msg.startswith(str(path)) else f'{path}: {msg}'}"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -295,8 +301,7 @@ def classify(inputs, top_k, as_json, head, rgb_head, model):
             rec = clf.classify_file(f)
         except (OSError, ValueError) as e:
             failed += 1
-            msg = _one_line(e)
-            click.echo(f"error: {msg if msg.startswith(str(f)) else f'{f}: {msg}'}", err=True)
+            click.echo(_file_error(f, e), err=True)
             continue
         for note in rec["notes"]:
             click.echo(f"note: {f}: {note}", err=True)

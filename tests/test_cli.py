@@ -198,6 +198,8 @@ def test_missing_input_is_an_error(run, tmp_path):
     result = run("compress", tmp_path / "nope.png")
     assert result.exit_code == 1
     assert_one_line_error(result, "no such file")
+    error = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")][0]
+    assert error.count("nope.png") == 1, error  # the file is named once
 
 
 def test_bad_model_folder_is_a_one_line_error(run, images, tmp_path):
