@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from codedvision.release import DEFAULT_MODEL_DIR, MANIFEST, model_id, write_manifest
+from codedvision.release import DEFAULT_MODEL_DIR, MANIFEST, WEIGHTS, model_id, write_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 FIELDS = ("setting", "bpp", "psnr", "ms_ssim", "ms_ssim_db")
@@ -23,7 +23,7 @@ FIELDS = ("setting", "bpp", "psnr", "ms_ssim", "ms_ssim_db")
 def main() -> int:
     src = "results/kodak/results.json"
     res = json.loads((ROOT / src).read_text())
-    shipped = model_id(DEFAULT_MODEL_DIR / "model.safetensors").hex()
+    shipped = model_id(DEFAULT_MODEL_DIR / WEIGHTS).hex()
     version = res["codecs"]["codedvision"]["version"]
     if not version.endswith(f"model {shipped}"):
         print(f"error: {src} is for '{version}', the shipped model is {shipped}", file=sys.stderr)

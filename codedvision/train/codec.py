@@ -128,17 +128,17 @@ def check_config(cfg: TrainConfig) -> None:
 def initial_weights(path: Path, model_cfg: ModelConfig) -> dict:
     """The network weights of a checkpoint.pt or a released model folder, for `init_from`."""
     if path.is_file() and path.suffix == ".pt":
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        weights, other = state["model"], ModelConfig.from_dict(state["model_config"])
+        from .export import load_checkpoint_model
+
+        model, _ = load_checkpoint_model(path)
     else:
         from ..release import load_release
 
-        model, _, manifest, _ = load_release(path)
-        weights, other = model.state_dict(), ModelConfig.from_dict(manifest["config"])
-    if other != model_cfg:
+        model = load_release(path)[0]
+    if model.cfg != model_cfg:
         raise ValueError(f"{path}: its model config differs from the run's; init_from needs the "
                          "same network")
-    return weights
+    return model.state_dict()
 
 
 def bf16_is_fast() -> bool:

@@ -217,11 +217,17 @@ class HeadTrainer:
         stride) at qualities q (B,): quantized fMaps, or (degraded) pixels for an rgb head."""
         if self.cfg.input == "fmaps":
             with torch.no_grad():
-                y = self.codec.model.forward_net(x)
-            return D.quantized_fmaps(self.codec, y, q) if self.cfg.quantized else y
+                return self._fmaps_input(self.codec.model.forward_net(x), q)
         if self.cfg.degrade == "codec":
             return D.codec_roundtrip(self.codec, x, q)
         return x  # "none"; "jpeg" was applied to the image by the sampler
+
+    def _fmaps_input(self, y: torch.Tensor, q) -> torch.Tensor:
+        """An fMaps head's input from forward-net output y: what a file at quality q (one per
+        image, or one int) holds, or y itself for the unquantized measurement (q unused)."""
+        if not self.cfg.quantized:
+            return y
+        return D.quantized_fmaps(self.codec, y, torch.as_tensor(q).reshape(-1))
 
     def _init_normalisation(self) -> None:
         gen = torch.Generator().manual_seed(self.cfg.seed + 7919)  # not the training stream
@@ -279,9 +285,7 @@ class HeadTrainer:
         """One val image's head input at quality q: (1,M,h,w) fMaps, or (1,3,H,W) pixels padded
         to the head's stride (the rgb head crops its fMaps back to the image)."""
         if self.cfg.input == "fmaps":
-            if not self.cfg.quantized:
-                return item
-            return D.quantized_fmaps(self.codec, item, torch.tensor([q]))
+            return self._fmaps_input(item, q)
         h, w = item.shape[1:]
         if self.cfg.degrade == "jpeg":
             from PIL import Image
