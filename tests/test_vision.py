@@ -219,6 +219,41 @@ def test_resume_continues_bit_for_bit(data_dir, tiny_model_dir, tmp_path):
     assert steps == [1, 2, 3, 4, 5, 6]
 
 
+def test_fmap_cache_windows_are_the_whole_pictures_fmaps(data_dir, tiny_codec):
+    from codedvision.vision.data import FMapCache, load_dataset, load_rgb, to_uint8_tensor
+
+    items = load_dataset(data_dir).train[:3]
+    net = tiny_codec.model.forward_net
+    cache = FMapCache(net, items, (64, 72), tiny_codec.cfg.stride, 16, 2)
+    assert len(cache.maps) == 3 * 2 * 2 and cache.labels.tolist() == [0] * 12
+    image = to_uint8_tensor(load_rgb(items[0][0]))  # 64x64: the first side, not mirrored
+    with torch.no_grad():
+        whole = net(image[None].float() / 255)[0]
+    assert torch.equal(cache.maps[0], whole.to(torch.float16))
+    assert torch.equal(cache.maps[1], net(image.flip(2)[None].float() / 255)[0].half())
+    y, labels = cache.sample(5, torch.Generator().manual_seed(0))
+    assert y.shape == (5, whole.shape[0], 2, 2) and y.dtype == torch.float32
+    assert labels.shape == (5,)
+    with pytest.raises(ValueError, match="crop size"):
+        FMapCache(net, items, (16,), tiny_codec.cfg.stride, 16, 2)
+
+
+def test_fmaps_head_trains_from_the_cache_and_resumes_bit_for_bit(data_dir, tiny_model_dir,
+                                                                  tmp_path):
+    cfg = tiny_config(data_dir, tiny_model_dir, fmap_cache=(64, 80), steps=40, val_every=20)
+    straight = HeadTrainer(cfg, tmp_path / "a", quiet=True)
+    straight.run()
+    assert straight.best["val_top1"] >= 0.9, straight.best  # chance is 0.5
+    first = HeadTrainer(cfg, tmp_path / "b", quiet=True)
+    first.run(max_steps=25)
+    resumed = HeadTrainer(cfg, tmp_path / "b", resume=True, quiet=True)
+    resumed.run()
+    a, b = straight.head.state_dict(), resumed.head.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ValueError, match="fmaps heads only"):
+        HeadTrainConfig(input="rgb", fmap_cache=(144,))
+
+
 @pytest.mark.parametrize("degrade", ["jpeg", "codec"])
 def test_rgb_baselines_are_input_transforms(data_dir, tiny_model_dir, tmp_path, degrade):
     cfg = tiny_config(data_dir, tiny_model_dir, input="rgb", degrade=degrade, steps=2,

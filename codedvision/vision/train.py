@@ -69,6 +69,10 @@ class HeadTrainConfig:
     # row, a measurement: such a head never sees what a file holds and cannot be exported)
     quantized: bool = True
     crop: int = 128
+    # fmaps heads: shorter sides at which every training image's fMaps are computed once
+    # (each also mirrored); steps then draw crop-sized windows of them instead of running the
+    # frozen forward net on every crop (D.FMapCache). () = crops on the fly.
+    fmap_cache: tuple[int, ...] = ()
     resize: tuple[int, int] = (144, 192)  # training: shorter side scaled into this range
     eval_side: int | None = 160  # validation/classification: shorter side scaled to this
     batch: int = 32
@@ -94,14 +98,15 @@ class HeadTrainConfig:
         self.quality_range = tuple(int(q) for q in self.quality_range)
         self.val_qualities = tuple(int(q) for q in self.val_qualities)
         self.resize = tuple(int(s) for s in self.resize)
+        self.fmap_cache = tuple(int(s) for s in self.fmap_cache)
         if self.input not in INPUTS:
             raise ValueError(f"input must be one of {INPUTS}, got {self.input!r}")
         if self.degrade not in D.DEGRADATIONS:
             raise ValueError(f"degrade must be one of {D.DEGRADATIONS}, got {self.degrade!r}")
         if self.degrade != "none" and self.input != "rgb":
             raise ValueError("degrade applies to rgb heads only (--input rgb)")
-        if self.input != "fmaps" and (self.keep_fmaps or not self.quantized):
-            raise ValueError("keep_fmaps and quantized apply to fmaps heads only")
+        if self.input != "fmaps" and (self.keep_fmaps or not self.quantized or self.fmap_cache):
+            raise ValueError("keep_fmaps, quantized and fmap_cache apply to fmaps heads only")
         if self.rgb_init not in ("codec", "random"):
             raise ValueError(f"rgb_init must be 'codec' or 'random', got {self.rgb_init!r}")
         lo, hi = self.quality_range
@@ -116,7 +121,7 @@ class HeadTrainConfig:
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
-        for k in ("quality_range", "val_qualities", "resize"):
+        for k in ("quality_range", "val_qualities", "resize", "fmap_cache"):
             d[k] = list(d[k])
         return d
 
@@ -179,6 +184,11 @@ class HeadTrainer:
         self.sampler = D.CropSampler(self.data.train, cfg.crop, cfg.resize,
                                      cfg.degrade if cfg.input == "rgb" else "none",
                                      cfg.quality_range)
+        self.cache = None
+        if cfg.fmap_cache:
+            self.cache = D.FMapCache(self.codec.model.forward_net, self.data.train,
+                                     cfg.fmap_cache, self.codec.cfg.stride, d, cfg.crop // d,
+                                     progress=not quiet)
         self.step = 0
         self.best: dict | None = None
         self.last_val: dict | None = None
@@ -241,9 +251,12 @@ class HeadTrainer:
     def train_step(self) -> dict:
         cfg = self.cfg
         self.head.train()
-        x, labels = self.sampler.sample(cfg.batch, self.gen)
-        q = self._qualities(cfg.batch, self.gen)
-        inp = self.inputs(x.float() / 255, q)
+        if self.cache is not None:
+            y, labels = self.cache.sample(cfg.batch, self.gen)
+            inp = self._fmaps_input(y, self._qualities(cfg.batch, self.gen))
+        else:
+            x, labels = self.sampler.sample(cfg.batch, self.gen)
+            inp = self.inputs(x.float() / 255, self._qualities(cfg.batch, self.gen))
         lr = learning_rate(cfg, self.step)
         for group in self.opt.param_groups:
             group["lr"] = lr * group["lr_scale"]
