@@ -493,10 +493,14 @@ def train_export(checkpoint, out, force):
               help="Training qualities, e.g. 0-100 (fMaps) or 5-95 (--degrade jpeg), or one Q.")
 @click.option("--model", type=click.Path(), default=None,
               help="Codec model folder whose fMaps the head reads (default: shipped).")
+@click.option("--cache-fmaps", is_flag=True,
+              help="fMaps heads: compute the frozen forward net's fMaps of every training "
+                   "image once (at both ends of the resize range, mirrored; ~0.15 MB of memory "
+                   "per image) and train on windows of them, ~5x faster per step.")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
               default=None, help="JSON HeadTrainConfig; the options above override it.")
 def train_classifier(data, labels, run_dir, resume, steps, minutes, input_kind, degrade,
-                     quality_range, model, config_path):
+                     quality_range, model, cache_fmaps, config_path):
     """Train a classifier head on a frozen codec (resumable; logs to RUN_DIR/log.csv, keeps the
     best head by val top-1 in RUN_DIR/best.pt)."""
     from .vision.train import HeadTrainConfig, HeadTrainer
@@ -504,7 +508,7 @@ def train_classifier(data, labels, run_dir, resume, steps, minutes, input_kind, 
     overrides = {"data": data, "labels": labels, "input": input_kind, "degrade": degrade,
                  "codec": model}
     given = [k for k, v in overrides.items() if v is not None]
-    if resume and (given or quality_range or config_path):
+    if resume and (given or quality_range or cache_fmaps or config_path):
         _fail("--resume continues with the run's saved config; give only --run-dir, --steps, "
               "--minutes")
     try:
@@ -517,6 +521,8 @@ def train_classifier(data, labels, run_dir, resume, steps, minutes, input_kind, 
                    else overrides[k] for k in given}
         if quality_range:
             changes["quality_range"] = _parse_range(quality_range)
+        if cache_fmaps:
+            changes["fmap_cache"] = list(cfg.resize)
         if changes:
             cfg = HeadTrainConfig.from_dict({**cfg.to_dict(), **changes})
         trainer = HeadTrainer(cfg, Path(run_dir), resume=resume, steps=steps)

@@ -475,6 +475,16 @@ def test_cli_train_classifier_and_export_head(runner, data_dir, tiny_model_dir, 
                                         "--run-dir", str(tmp_path / "r3"), "--input", "fmaps",
                                         "--degrade", "jpeg"], catch_exceptions=False),
                    "rgb heads only")
+    one_line_error(runner.invoke(main, ["train", "classifier", "--data", str(data_dir),
+                                        "--run-dir", str(tmp_path / "r4"), "--input", "rgb",
+                                        "--cache-fmaps"], catch_exceptions=False),
+                   "fmaps heads only")
+    result = runner.invoke(main, ["train", "classifier", "--config", str(config), "--run-dir",
+                                  str(tmp_path / "r5"), "--cache-fmaps", "--steps", "2"],
+                           catch_exceptions=False)
+    assert result.exit_code == 0, result.stderr
+    saved = json.loads((tmp_path / "r5" / "train_config.json").read_text())
+    assert saved["fmap_cache"] == cfg["resize"]
     out = tmp_path / "head"
     result = runner.invoke(main, ["train", "export-head", str(run / "best.pt"), "-o", str(out)],
                            catch_exceptions=False)
