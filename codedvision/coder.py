@@ -41,8 +41,11 @@ class FrozenTables:
 
 
 def _groups(table_ids: np.ndarray):
-    """(table id, positions in stream order) per table used; one sort, no np.unique re-sort."""
-    order = np.argsort(table_ids, kind="stable")
+    """(table id, positions in stream order) per table used; one sort, no np.unique re-sort.
+    Ids that fit in int16 are sorted as int16: numpy's stable sort is then a radix sort, ~15x
+    faster than on int64 (the same order: a stable sort of the same values)."""
+    small = len(table_ids) and 0 <= table_ids.min() and table_ids.max() < 2**15
+    order = np.argsort(table_ids.astype(np.int16) if small else table_ids, kind="stable")
     ids = table_ids[order]
     cuts = np.flatnonzero(np.diff(ids)) + 1
     starts, ends = np.r_[0, cuts], np.r_[cuts, len(order)]
