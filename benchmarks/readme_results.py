@@ -110,7 +110,17 @@ def speed_section(speed: dict | None, thr: dict | None, recipe: dict | None) -> 
     return lines + [""]
 
 
-def vision_section(bench: dict | None, table1: dict | None) -> list[str]:
+def _head_training(head_id: str, heads: list[dict]) -> str:
+    """How a benchmarked head was trained, from the shipped head manifest with that id."""
+    for h in heads:
+        if h.get("head_id") == head_id:
+            tc = h["training"]["train_config"]
+            how = ", windows of the fMap cache" if tc.get("fmap_cache") else ""
+            return f"{head_id} ({h['training']['steps']:,} steps of {tc['batch']}{how})"
+    return head_id
+
+
+def vision_section(bench: dict | None, table1: dict | None, heads: list[dict] = ()) -> list[str]:
     if not bench and not table1:
         return []
     lines = ["### Vision task engine (Caltech-101 val)", ""]
@@ -123,7 +133,10 @@ def vision_section(bench: dict | None, table1: dict | None) -> list[str]:
         rows = [by.get(("fmaps", q)), by.get(("decoded", q)), by.get(("jpeg", q)),
                 by.get(("rgb", None))]
         lines += [f"{m['images']} val photos scaled to a shorter side of {m['eval_side']} px, "
-                  f"codec {m['codec_model_id']}, {m['threads']} threads; time is the median "
+                  f"codec {m['codec_model_id']}, fMaps head "
+                  f"{_head_training(m['heads']['fmaps'], heads)}, RGB head "
+                  f"{_head_training(m['heads']['rgb'], heads)}; "
+                  f"{m['threads']} threads; time is the median "
                   f"wall time per image from the file's bytes to the label "
                   f"([`results/vision/vision_benchmark.json`](results/vision/vision_benchmark.json),"
                   f" `benchmarks/vision_benchmark.py`). At quality {q}:", "",
@@ -146,7 +159,9 @@ def vision_section(bench: dict | None, table1: dict | None) -> list[str]:
         lines += ["", "![accuracy against bpp](results/vision/accuracy_vs_bpp.png)", ""]
     if table1:
         qs = sorted({int(k.rsplit("_q", 1)[1]) for r in table1["rows"] for k in r["per_quality"]})
-        lines += [f"Accuracy against the number of fMaps and quantization (Table 1 analog, "
+        codec = table1["rows"][0].get("codec_model_id", "?")
+        lines += [f"Accuracy against the number of fMaps and quantization (Table 1 analog, codec "
+                  f"{codec}{'' if not bench or codec == bench['meta']['codec_model_id'] else ', an earlier release'}, "
                   f"`benchmarks/vision_table1.py`, [`results/vision/table1.json`]"
                   f"(results/vision/table1.json)): one head per row, {table1['steps_per_head']} "
                   "training steps each, accuracy at the end of training (quantized: mean over "
@@ -172,8 +187,9 @@ def main() -> None:
     lines += speed_section(_load("benchmarks/results/codec_speed.json"),
                            _load("benchmarks/results/train_throughput.json"),
                            _load("benchmarks/results/train_recipe.json"))
+    heads = [_load(f"codedvision/models/classifier-{k}/manifest.json") for k in ("fmaps", "rgb")]
     lines += vision_section(_load("results/vision/vision_benchmark.json"),
-                            _load("results/vision/table1.json"))
+                            _load("results/vision/table1.json"), [h for h in heads if h])
     readme = (ROOT / "README.md").read_text()
     head, rest = readme.split(START, 1)
     _, tail = rest.split(END, 1)
