@@ -223,6 +223,17 @@ class CropSampler:
         return out, labels
 
 
+@torch.no_grad()
+def picture_fmaps(forward_net, images: torch.Tensor, pad_multiple: int,
+                  fmap_stride: int) -> torch.Tensor:
+    """The forward net's output for whole pictures (B,3,H,W) uint8, padded as the codec pads and
+    cropped back to the fMap positions that cover the pictures: (B,M,h,w)."""
+    from .head import valid_fmap_size
+
+    hh, ww = valid_fmap_size(images.shape[2], images.shape[3], fmap_stride)
+    return forward_net(pad_to(images.float() / 255, pad_multiple))[:, :, :hh, :ww]
+
+
 class FMapCache:
     """The frozen forward net's output, computed once, for training an fMaps head fast.
 
@@ -242,24 +253,20 @@ class FMapCache:
                  pad_multiple: int, fmap_stride: int, window: int, progress: bool = False):
         from tqdm import tqdm
 
-        from .head import valid_fmap_size
-
         if min(sides) < window * fmap_stride:
             raise ValueError(f"fmap_cache sides {sides} must not go below the crop size "
                              f"{window * fmap_stride}")
         self.window = window
         self.maps: list[torch.Tensor] = []
         labels = []
-        with torch.no_grad():
-            for path, label in tqdm(items, desc="caching fMaps", unit="image", disable=not progress):
-                image = load_rgb(path)
-                for side in sides:
-                    t = to_uint8_tensor(resize_shorter(image, side))
-                    x = pad_to(torch.stack([t, t.flip(2)]).float() / 255, pad_multiple)
-                    hh, ww = valid_fmap_size(t.shape[1], t.shape[2], fmap_stride)
-                    y = forward_net(x)[:, :, :hh, :ww].to(torch.float16)
-                    self.maps += list(y.unbind(0))
-                    labels += [label, label]
+        for path, label in tqdm(items, desc="caching fMaps", unit="image", disable=not progress):
+            image = load_rgb(path)
+            for side in sides:
+                t = to_uint8_tensor(resize_shorter(image, side))
+                y = picture_fmaps(forward_net, torch.stack([t, t.flip(2)]), pad_multiple,
+                                  fmap_stride)
+                self.maps += list(y.to(torch.float16).unbind(0))
+                labels += [label, label]
         self.labels = torch.tensor(labels)
 
     def sample(self, batch: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

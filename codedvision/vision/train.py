@@ -282,15 +282,9 @@ class HeadTrainer:
         if self._val_cache is None:
             images = D.load_eval_images(self.val_items, self.cfg.eval_side)
             if self.cfg.input == "fmaps":  # the frozen forward net runs once per image
-                s, d = self.codec.cfg.stride, 2**self.codec.cfg.downsamples
-                cache = []
-                with torch.no_grad():
-                    for img, label in images:
-                        h, w = img.shape[1:]
-                        y = self.codec.model.forward_net(D.pad_to(img[None].float() / 255, s))
-                        hh, ww = valid_fmap_size(h, w, d)
-                        cache.append((y[:, :, :hh, :ww], label))
-                images = cache
+                net, s = self.codec.model.forward_net, self.codec.cfg.stride
+                d = 2**self.codec.cfg.downsamples
+                images = [(D.picture_fmaps(net, img[None], s, d), label) for img, label in images]
             self._val_cache = images
         return self._val_cache
 
