@@ -4,10 +4,13 @@
     data = codec.encode("photo.jpg", quality=75)
     image = codec.decode(data)                 # PIL.Image, RGB
     fmaps = codec.fmaps(data)                  # (1, M, h, w) float, entropy decoding only
+    first = codec.fmaps(data, channels=32)     # (1, 32, h, w): decodes only the first group
 
 Encoding: pad to a multiple of the model stride (edge replication) -> forward net -> x gain(q)
 -> round -> [hyperprior: z = round(h_a(.)), coded with per-channel tables; scale indices from
-the exact integer hyper-synthesis] -> range coding -> container. Decoding mirrors it and crops.
+the exact integer hyper-synthesis] -> range coding, the fMaps in groups of FMAP_GROUP channels
+-> container. Decoding mirrors it and crops; a reader that needs only the first fMaps stops
+after their groups (released models store their fMaps most-spread first).
 """
 
 from __future__ import annotations
@@ -22,9 +25,9 @@ from PIL import Image
 
 from . import coder, container
 from .config import quality_to_position
-from .container import FormatError, Header
+from .container import FMAP_GROUP, FormatError, Header
 from .images import InputError, to_rgb8
-from .intnet import ExactIntegerError, run_exact
+from .intnet import ExactIntegerError, ExactNet
 from .release import frozen_table_arrays, load_release
 
 # Above this many fMap positions the networks run tile by tile, bounding memory for huge images.
@@ -50,7 +53,8 @@ class Codec:
         self.y_tables = coder.FrozenTables(*frozen_table_arrays(coding, "y"))
         if self.hyper:
             self.z_tables = coder.FrozenTables(*frozen_table_arrays(coding, "z"))
-            self.hs_frozen = {k: v for k, v in coding.items() if k.startswith("hs.")}
+            self.hs_exact = ExactNet(self.model.hyper_synthesis.net,
+                                     {k: v for k, v in coding.items() if k.startswith("hs.")})
             self.log_min = float(coding["scale_log_min"][0])
             self.log_step = float(coding["scale_log_step"][0])
 
@@ -92,15 +96,20 @@ class Codec:
         a = (x_hat.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
         return Image.fromarray(np.ascontiguousarray(a), "RGB")
 
-    def fmaps(self, data: bytes) -> torch.Tensor:
+    def fmaps(self, data: bytes, channels: int | None = None) -> torch.Tensor:
         """Entropy-decoded fMaps (1,M,h,w), rescaled by the inverse gain so that every quality
-        has the same scale. No backward network runs."""
-        header, y_hat = self._entropy_decode(data)
-        return y_hat * self._gains(header.quality)[1]
+        has the same scale. No backward network runs.
 
-    def quantized_fmaps(self, data: bytes) -> tuple[Header, torch.Tensor]:
+        channels: return only the first this many fMaps (1,channels,h,w); the decoder then
+        stops after the channel groups that hold them (the rest of the file is not read).
+        """
+        header, y_hat = self._entropy_decode(data, channels)
+        return y_hat * self._gains(header.quality)[1][:, : y_hat.shape[1]]
+
+    def quantized_fmaps(self, data: bytes, channels: int | None = None
+                        ) -> tuple[Header, torch.Tensor]:
         """The header and the integer fMaps exactly as coded (1,M,h,w) (for tests and tools)."""
-        return self._entropy_decode(data)
+        return self._entropy_decode(data, channels)
 
     def header(self, data: bytes) -> Header:
         return container.read_header(data)[0]
@@ -124,8 +133,8 @@ class Codec:
         with torch.no_grad():
             return self.model.gains(torch.tensor([pos]))
 
-    def _scale_indices(self, z_int: torch.Tensor) -> np.ndarray:
-        t = run_exact(self.model.hyper_synthesis.net, self.hs_frozen, z_int)
+    def _scale_indices(self, z_int: torch.Tensor, channels: int | None = None) -> np.ndarray:
+        t = self.hs_exact(z_int, channels)
         # only IEEE-exact float64 operations from here: identical on every machine
         idx = np.floor((t - self.log_min) / self.log_step + 0.5)
         return np.clip(idx, 0, self.cfg.num_scales - 1).astype(np.int64)
@@ -145,7 +154,10 @@ class Codec:
             y_ids = self._scale_indices(z_int)
         else:
             y_ids = _channel_ids(y_int.shape)
-        coder.encode(enc, y_int.numpy().astype(np.int64), y_ids, self.y_tables)
+        y_np = y_int.numpy().astype(np.int64)
+        for c in range(0, y_np.shape[1], FMAP_GROUP):  # channel groups, each with its escapes
+            coder.encode(enc, y_np[:, c : c + FMAP_GROUP], y_ids[:, c : c + FMAP_GROUP],
+                         self.y_tables)
         payload = enc.get_compressed().astype("<u4").tobytes()
         return container.pack(Header(self.model_id, h, w, quality), payload)
 
@@ -163,7 +175,14 @@ class Codec:
                 hi = mid - 1
         return best
 
-    def _entropy_decode(self, data: bytes) -> tuple[Header, torch.Tensor]:
+    def _entropy_decode(self, data: bytes, channels: int | None = None
+                        ) -> tuple[Header, torch.Tensor]:
+        m = self.cfg.fmaps
+        if channels is None:
+            channels = m
+        elif not 1 <= channels <= m:
+            raise ValueError(f"channels must be from 1 to {m}, got {channels}")
+        coded = min(m, -(-channels // FMAP_GROUP) * FMAP_GROUP)  # whole groups up to channels
         header, payload = container.unpack(bytes(data))
         if header.model_id != self.model_id:
             raise FormatError(
@@ -174,22 +193,25 @@ class Codec:
             raise FormatError("corrupted payload (length not a multiple of 4)")
         s, d = self.cfg.stride, 2**self.cfg.downsamples
         hp, wp = -(-header.height // s) * s, -(-header.width // s) * s
-        y_shape = (1, self.cfg.fmaps, hp // d, wp // d)
+        y_shape = (1, coded, hp // d, wp // d)
         try:
             dec = coder.RangeDecoder(np.frombuffer(payload, dtype="<u4").astype(np.uint32))
             if self.hyper:
                 z_shape = (1, self.cfg.hyper_channels, y_shape[2] // 4, y_shape[3] // 4)
                 z = coder.decode(dec, _channel_ids(z_shape), self.z_tables)
                 z_int = torch.from_numpy(z.reshape(z_shape)).double()
-                y_ids = self._scale_indices(z_int)
+                y_ids = self._scale_indices(z_int, coded)
             else:
                 y_ids = _channel_ids(y_shape)
-            y = coder.decode(dec, y_ids, self.y_tables)
+            y = np.concatenate([
+                coder.decode(dec, y_ids[:, c : c + FMAP_GROUP], self.y_tables).reshape(
+                    1, -1, *y_shape[2:])
+                for c in range(0, coded, FMAP_GROUP)], axis=1)
         except ExactIntegerError:
             raise FormatError("corrupted payload (hyper-latents out of range)") from None
         except (ValueError, RuntimeError, AssertionError) as e:  # constriction on garbage
             raise FormatError(f"corrupted payload ({e})") from None
-        return header, torch.from_numpy(y.reshape(y_shape).astype(np.float32))
+        return header, torch.from_numpy(y[:, :channels].astype(np.float32))
 
     def _tiled(self, net: torch.nn.Module, x: torch.Tensor, stride: int, down: bool) -> torch.Tensor:
         """Run `net` (forward: /2^d, backward: x2^d) tile by tile when x is large."""
@@ -217,8 +239,9 @@ class Codec:
 
 
 def _channel_ids(shape) -> np.ndarray:
+    """Each element's channel index, shape (B,C,H,W) (the factorized models' table ids)."""
     b, c, h, w = shape
-    return np.broadcast_to(np.arange(c).reshape(1, c, 1, 1), (b, c, h, w)).ravel()
+    return np.broadcast_to(np.arange(c).reshape(1, c, 1, 1), (b, c, h, w))
 
 
 def _check_quality(quality) -> int:

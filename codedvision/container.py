@@ -2,7 +2,7 @@
 
     offset  size  field
     0       3     magic b"CVZ"
-    3       1     format version (1)
+    3       1     format version (2)
     4       4     model id: first 4 bytes of the SHA-256 of the released weights file
     8       var   height (ULEB128), width (ULEB128)
     .       1     quality, 0..100
@@ -20,7 +20,8 @@ import zlib
 from dataclasses import dataclass
 
 MAGIC = b"CVZ"
-VERSION = 1
+VERSION = 2  # 2: fMaps coded in groups of FMAP_GROUP channels (1: all in one block)
+FMAP_GROUP = 32  # fMap channels per independently decodable group of the payload
 MAX_SIDE = 1 << 16  # 65536 px per side
 MAX_PIXELS = 1 << 28  # 268 Mpx: refuse headers that would ask for absurd allocations
 
@@ -84,7 +85,9 @@ def read_header(data: bytes) -> tuple[Header, int, int]:
     if len(data) < 4 or data[:3] != MAGIC:
         raise FormatError("not a .cvz file (bad magic bytes)")
     if data[3] != VERSION:
-        raise FormatError(f"unsupported .cvz format version {data[3]} (this build reads {VERSION})")
+        hint = " (written by an earlier codedvision and its model)" if data[3] < VERSION else ""
+        raise FormatError(
+            f"unsupported .cvz format version {data[3]}{hint}; this build reads {VERSION}")
     if len(data) < 8:
         raise FormatError("truncated header")
     model_id = bytes(data[4:8])

@@ -40,30 +40,49 @@ class ExactIntegerError(ValueError):
     """The input would overflow exact integer arithmetic (only from corrupt data)."""
 
 
-@torch.no_grad()
-def run_exact(net: nn.Sequential, frozen: dict[str, torch.Tensor], z: torch.Tensor) -> np.ndarray:
-    """Evaluate `net` (convs, pixel shuffles, ReLUs) on integer z exactly.
+class ExactNet:
+    """A network of convs, pixel shuffles and ReLUs (the hyper-synthesis), frozen by
+    freeze_layers, for exact evaluation on integer inputs. The float64 weights and the weight
+    side of the overflow guard are prepared once, not per file."""
 
-    Args:
-        net: the float module, used only for its layer structure and padding.
-        frozen: output of freeze_layers.
-        z: (1,C,h,w) integer-valued tensor.
-    Returns: (1,M,H,W) float64 numpy array of outputs, multiples of 2**-ACT_BITS.
-    """
-    x = z.double() * 2**ACT_BITS
-    for i, layer in enumerate(net):
-        if isinstance(layer, nn.Conv2d):
-            w = frozen[f"hs.{i}.weight"].double()
-            b = frozen[f"hs.{i}.bias"].double()
-            bound = x.abs().amax() * w.abs().sum((1, 2, 3)).amax() + b.abs().amax()
-            if float(bound) >= EXACT_LIMIT:
-                raise ExactIntegerError("hyper-latents out of range")
-            x = F.conv2d(x, w, b, stride=layer.stride, padding=layer.padding)
-            x = torch.floor(x * 2.0**-WEIGHT_BITS)
-        elif isinstance(layer, nn.PixelShuffle):
-            x = F.pixel_shuffle(x, layer.upscale_factor)
-        elif isinstance(layer, nn.ReLU):
-            x = torch.clamp_min(x, 0)
-        else:  # pragma: no cover - HyperSynthesis only has the three kinds above
-            raise TypeError(f"no exact form for {type(layer).__name__}")
-    return (x * 2.0**-ACT_BITS).numpy()
+    def __init__(self, net: nn.Sequential, frozen: dict[str, torch.Tensor]):
+        self.layers: list[tuple] = []
+        for i, layer in enumerate(net):
+            if isinstance(layer, nn.Conv2d):
+                w = frozen[f"hs.{i}.weight"].double()
+                b = frozen[f"hs.{i}.bias"].double()
+                gain = float(w.abs().sum((1, 2, 3)).amax())
+                self.layers.append(("conv", w, b, gain, float(b.abs().amax()), layer.stride,
+                                    layer.padding))
+            elif isinstance(layer, nn.PixelShuffle):
+                self.layers.append(("shuffle", layer.upscale_factor))
+            elif isinstance(layer, nn.ReLU):
+                self.layers.append(("relu",))
+            else:  # pragma: no cover - HyperSynthesis only has the three kinds above
+                raise TypeError(f"no exact form for {type(layer).__name__}")
+
+    @torch.no_grad()
+    def __call__(self, z: torch.Tensor, out_channels: int | None = None) -> np.ndarray:
+        """Evaluate on integer z (1,C,h,w) exactly: (1,M,H,W) float64 numpy array of outputs,
+        multiples of 2**-ACT_BITS. out_channels: compute only the first this many output
+        channels (each is its own sum, so they equal a full run's; the last layer must be a
+        conv)."""
+        if out_channels is not None and self.layers[-1][0] != "conv":  # pragma: no cover
+            raise TypeError("out_channels needs a network that ends in a conv")
+        x = z.double() * 2**ACT_BITS
+        last = len(self.layers) - 1
+        for i, (kind, *args) in enumerate(self.layers):
+            if kind == "conv":
+                w, b, gain, bias_max, stride, padding = args
+                # the same guard for a full and a partial run: corrupt data fails alike
+                if float(x.abs().amax()) * gain + bias_max >= EXACT_LIMIT:
+                    raise ExactIntegerError("hyper-latents out of range")
+                if i == last and out_channels is not None:
+                    w, b = w[:out_channels], b[:out_channels]
+                x = F.conv2d(x, w, b, stride=stride, padding=padding)
+                x = torch.floor(x * 2.0**-WEIGHT_BITS)
+            elif kind == "shuffle":
+                x = F.pixel_shuffle(x, args[0])
+            else:
+                x = torch.clamp_min(x, 0)
+        return (x * 2.0**-ACT_BITS).numpy()

@@ -115,6 +115,40 @@ class CodedVisionModel(nn.Module):
         psnr = (-10 * torch.log10(out["mse"].detach().clamp_min(1e-10))).mean()
         return loss, bpp.detach().mean(), psnr
 
+    # -- channel order -------------------------------------------------------------------
+    @torch.no_grad()
+    def permute_fmaps(self, order: torch.Tensor) -> None:
+        """Reorder the fMap channels in place (new channel i = old channel order[i]): every
+        layer that makes or reads fMaps follows, so the codec computes the same function up
+        to the order of its fMaps."""
+        order = torch.as_tensor(order, dtype=torch.long)
+        if sorted(order.tolist()) != list(range(self.cfg.fmaps)):
+            raise ValueError("order must be a permutation of the fMap channels")
+        out_convs = [self.forward_net.net[-1]]
+        in_convs = [self.backward_net.net[0]]
+        if self.cfg.entropy_model == "hyperprior":
+            out_convs.append(self.hyper_synthesis.net[-1])
+            in_convs.append(self.hyper_analysis.net[0])
+        else:
+            self.y_model.logits.copy_(self.y_model.logits[order])
+        for c in out_convs:
+            c.weight.copy_(c.weight[order])
+            c.bias.copy_(c.bias[order])
+        for c in in_convs:
+            c.weight.copy_(c.weight[:, order])
+        self.log_gain.copy_(self.log_gain[:, order])
+        self.log_inv_gain.copy_(self.log_inv_gain[:, order])
+
+    @torch.no_grad()
+    def spread_order(self, images: list[torch.Tensor]) -> torch.Tensor:
+        """fMap channels by decreasing spread (std) of the quantizer input y*gain at the middle
+        quality anchor over `images` ((1,3,H,W) each): the channels that carry the most bits
+        first, so that a reader of the first fMaps gets the most informative ones."""
+        mid = torch.tensor([(len(self.cfg.lambdas) - 1) / 2])
+        gain = self.gains(mid)[0]
+        y = torch.cat([(self.forward_net(x) * gain).flatten(2) for x in images], 2)
+        return torch.argsort(y[0].std(1), descending=True, stable=True)
+
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 

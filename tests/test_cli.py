@@ -284,7 +284,7 @@ def test_failure_while_writing_leaves_no_half_written_file(run, cvz_files, tmp_p
 def test_corrupt_cvz_gives_one_line_error_and_no_traceback_in_a_real_process(
         cvz_files, tmp_path, tiny_model_dir):
     bad = tmp_path / "bad.cvz"
-    bad.write_bytes(b"CVZ\x01" + os.urandom(60))
+    bad.write_bytes(b"CVZ\x02" + os.urandom(60))
     out = tmp_path / "bad.png"
     proc = subprocess.run(
         [sys.executable, "-m", "codedvision.cli", "decompress", str(bad), "-o", str(out),

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from codedvision import codec as codec_module
-from codedvision.config import quality_to_position
+from codedvision.config import ModelConfig, quality_to_position
+from codedvision.model import CodedVisionModel
 
 from conftest import synthetic
 
@@ -200,3 +201,70 @@ def test_target_bpp_above_quality_100_gives_quality_100(tiny_codec, small_photo)
 def test_target_bpp_must_be_positive(tiny_codec, bpp):
     with pytest.raises(ValueError, match="bpp"):
         tiny_codec.encode_ex(synthetic(8, 8), bpp=bpp)
+
+
+# -- channel groups: decoding only the first fMaps ------------------------------------------------
+
+@pytest.mark.parametrize("which", ["tiny_codec", "factorized_codec"])
+def test_first_fmaps_decode_alone_and_equal_the_full_decode(request, which, small_photo,
+                                                            monkeypatch):
+    """With groups of 4 channels (16 fMaps: 4 groups), asking for the first 5 fMaps decodes 2
+    groups and gives exactly the full decode's first 5 channels."""
+    codec = request.getfixturevalue(which)
+    monkeypatch.setattr(codec_module, "FMAP_GROUP", 4)
+    data = codec.encode(small_photo, quality=45)
+    _, full = codec.quantized_fmaps(data)
+    assert torch.equal(full, coded_integers(codec, small_photo, 45))
+    decoded = []
+    real_decode = codec_module.coder.decode
+    monkeypatch.setattr(codec_module.coder, "decode",
+                        lambda dec, ids, tables: decoded.append(ids.size) or real_decode(
+                            dec, ids, tables))
+    _, first = codec.quantized_fmaps(data, channels=5)
+    assert torch.equal(first, full[:, :5])
+    y_calls = decoded[1:] if codec.hyper else decoded  # hyperprior: z first
+    assert sum(y_calls) == 8 * full[0, 0].numel()  # two groups of 4 channels, no more
+    assert torch.equal(codec.fmaps(data, channels=5), codec.fmaps(data)[:, :5])
+    with pytest.raises(ValueError, match="channels must be from 1 to 16"):
+        codec.fmaps(data, channels=17)
+
+
+def test_shipped_model_decodes_its_first_group_alone(default_codec, small_photo):
+    data = default_codec.encode(small_photo, quality=30)
+    first = default_codec.fmaps(data, channels=32)
+    assert torch.equal(first, default_codec.fmaps(data)[:, :32])
+    assert default_codec.manifest["fmap_order"]["by"].startswith("decreasing spread")
+
+
+@pytest.mark.parametrize("entropy_model", ["hyperprior", "factorized"])
+def test_permuting_fmaps_permutes_every_fmap_path(entropy_model):
+    torch.manual_seed(3)
+    cfg = ModelConfig(channels=16, fmaps=16, hyper_channels=16, entropy_model=entropy_model)
+    model = CodedVisionModel(cfg).eval()
+    x = torch.rand(1, 3, 64, 64)
+    pos = torch.tensor([1.3])
+    with torch.no_grad():
+        y = model.forward_net(x) * model.gains(pos)[0]
+        x_hat = model.backward_net(torch.round(y) * model.gains(pos)[1])
+        order = model.spread_order([x])
+        assert torch.equal(torch.sort(order).values, torch.arange(16))
+        spread = y[0].flatten(1).std(1)
+        assert torch.all(spread[order][:-1] >= spread[order][1:])
+        if cfg.entropy_model == "hyperprior":
+            z = model.hyper_analysis(y)
+            scales = model.hyper_synthesis(torch.round(z))
+        else:
+            pmf = model.y_model.pmf()
+        model.permute_fmaps(order)
+        y2 = model.forward_net(x) * model.gains(pos)[0]
+        assert torch.allclose(y2, y[:, order], atol=1e-5)
+        x_hat2 = model.backward_net(torch.round(y2) * model.gains(pos)[1])
+        assert torch.allclose(x_hat2, x_hat, atol=1e-4)
+        if cfg.entropy_model == "hyperprior":
+            assert torch.allclose(model.hyper_analysis(y[:, order]), z, atol=1e-4)
+            assert torch.allclose(model.hyper_synthesis(torch.round(z)), scales[:, order],
+                                  atol=1e-5)
+        else:
+            assert torch.equal(model.y_model.pmf(), pmf[order])
+    with pytest.raises(ValueError, match="permutation"):
+        model.permute_fmaps(torch.zeros(16, dtype=torch.long))

@@ -30,7 +30,7 @@ def _assert_one_line_format_error(data: bytes, match: str | None = None) -> Form
 
 def test_pack_unpack_round_trip():
     data = container.pack(HEADER, PAYLOAD)
-    assert data[:4] == b"CVZ\x01"
+    assert data[:4] == b"CVZ\x02"
     header, payload = container.unpack(data)
     assert header == HEADER and payload == PAYLOAD
     head, start, length = container.read_header(data)
@@ -81,7 +81,9 @@ def test_wrong_magic_raises_format_error():
 
 def test_unknown_version_raises_format_error():
     data = container.pack(HEADER, PAYLOAD)
-    _assert_one_line_format_error(data[:3] + b"\x02" + data[4:], "version 2")
+    _assert_one_line_format_error(data[:3] + b"\x03" + data[4:], "version 3")
+    # version 1 files (one block of fMaps) came from earlier releases: say so
+    _assert_one_line_format_error(data[:3] + b"\x01" + data[4:], "version 1 .*earlier")
 
 
 def test_bad_crc_raises_format_error():
@@ -116,8 +118,8 @@ def test_trailing_bytes_raise_format_error():
 
 def _raw(height: int, width: int, quality: int = 50, payload: bytes = b"") -> bytes:
     """A container written by hand (pack would refuse the invalid fields)."""
-    head = (b"CVZ\x01" + b"ABCD" + container._uleb(height) + container._uleb(width)
-            + bytes([quality]) + container._uleb(len(payload)))
+    head = (b"CVZ" + bytes([container.VERSION]) + b"ABCD" + container._uleb(height)
+            + container._uleb(width) + bytes([quality]) + container._uleb(len(payload)))
     return head + zlib.crc32(head + payload).to_bytes(4, "big") + payload
 
 
@@ -133,7 +135,7 @@ def test_quality_above_100_raises_format_error():
 
 
 def test_overlong_varint_raises_format_error():
-    data = b"CVZ\x01ABCD" + b"\xff" * 6 + b"\x01" * 10
+    data = b"CVZ\x02ABCD" + b"\xff" * 6 + b"\x01" * 10
     _assert_one_line_format_error(data, "varint")
 
 

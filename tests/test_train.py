@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -127,9 +128,15 @@ def test_cli_trains_resumes_and_exports(patch_dir, tmp_path):
 def test_init_from_starts_a_new_run_from_trained_weights(patch_dir, tmp_path):
     first = Trainer(tiny_config(patch_dir), tmp_path / "a", quiet=True)
     first.run(max_steps=3)
-    export_checkpoint(tmp_path / "a" / "checkpoint.pt", tmp_path / "rel")
-    trained = first.model.state_dict()
-    for source in (tmp_path / "a" / "checkpoint.pt", tmp_path / "rel"):
+    manifest = export_checkpoint(tmp_path / "a" / "checkpoint.pt", tmp_path / "rel")
+    # the release stores the fMaps most-spread first: the same network, channels reordered
+    order = manifest["fmap_order"]["checkpoint_channels"]
+    assert sorted(order) == list(range(first.model.cfg.fmaps))
+    sorted_model = copy.deepcopy(first.model)
+    sorted_model.permute_fmaps(torch.tensor(order))
+    for source, expected in ((tmp_path / "a" / "checkpoint.pt", first.model),
+                             (tmp_path / "rel", sorted_model)):
+        trained = expected.state_dict()
         run = tmp_path / f"warm-{source.name}"
         warm = Trainer(tiny_config(patch_dir, init_from=str(source)), run, quiet=True)
         assert warm.step == 0  # a fresh schedule and optimiser, the trained network

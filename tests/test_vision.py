@@ -67,6 +67,7 @@ def tiny_config(data: Path, codec_dir: Path, **kw) -> HeadTrainConfig:
 def fmaps_run(tmp_path_factory, data_dir, tiny_model_dir) -> Path:
     run = tmp_path_factory.mktemp("run_fmaps")
     trainer = HeadTrainer(tiny_config(data_dir, tiny_model_dir), run, quiet=True)
+    assert trainer.head_cfg.keep_fmaps == 16  # the first group: all 16 of the tiny codec's
     trainer.run()
     return run
 
@@ -76,6 +77,7 @@ def rgb_run(tmp_path_factory, data_dir, tiny_model_dir) -> Path:
     run = tmp_path_factory.mktemp("run_rgb")
     trainer = HeadTrainer(tiny_config(data_dir, tiny_model_dir, input="rgb", steps=20), run,
                           quiet=True)
+    assert trainer.head_cfg.keep_fmaps == 0  # an rgb head reads all its forward net's fMaps
     trainer.run()
     return run
 
@@ -116,11 +118,14 @@ def test_fmaps_head_gives_one_logit_per_class_for_any_fmap_size(size):
     assert out.shape == (2, 3) and torch.isfinite(out).all()
 
 
-def test_default_head_is_the_papers_width():
+def test_default_head_is_small_and_reads_the_first_channel_group():
+    """64 wide, 2 units (the paper: 128 wide), and trained heads read the bitstream's first
+    group of 32 fMaps by default, so that classifying a file decodes only that group."""
     cfg = HeadConfig(fmaps=128, num_classes=101)
     head = ClassifierHead(cfg)
-    assert cfg.channels == 128 and head.stem[0].out_channels == 128
+    assert cfg.channels == 64 and cfg.units == 2 and head.stem[0].out_channels == 64
     assert head.forward_net is None
+    assert HeadTrainConfig().keep_fmaps is None and HeadTrainConfig().channels == 64
 
 
 def test_rgb_head_runs_a_forward_net_and_crops_to_the_image():
@@ -291,12 +296,14 @@ def test_export_and_load_round_trip(fmaps_run, head_dir, tiny_codec):
         export_head_checkpoint(fmaps_run / "best.pt", head_dir)
 
 
-def test_head_on_a_subset_of_fmaps_reads_the_strongest_channels():
+def test_head_on_a_subset_of_fmaps_reads_the_first_channels():
     head = ClassifierHead(HeadConfig(fmaps=6, num_classes=3, channels=8, units=1, keep_fmaps=2))
-    x = torch.randn(4, 6, 3, 3) * torch.tensor([1, 5, 1, 9, 1, 1.0])[None, :, None, None]
+    x = torch.randn(4, 6, 3, 3) * torch.tensor([5, 9, 1, 1, 1, 1.0])[None, :, None, None]
     head.set_normalisation([x])
-    assert head.fmap_index.tolist() == [1, 3]
     assert head.in_std.shape == (2,) and head(x).shape == (4, 3)
+    assert 3 < head.in_std[0] < 7 and 6 < head.in_std[1] < 12
+    with torch.no_grad():  # the full fMaps or only the first two: the same result
+        assert torch.equal(head.eval()(x), head(x[:, :2]))
     with pytest.raises(ValueError, match="keep_fmaps"):
         HeadConfig(fmaps=6, num_classes=3, keep_fmaps=7)
 
@@ -305,11 +312,10 @@ def test_table1_variants_train_and_the_subset_survives_export(data_dir, tiny_mod
     sub = HeadTrainer(tiny_config(data_dir, tiny_model_dir, steps=10, keep_fmaps=4),
                       tmp_path / "sub", quiet=True)
     sub.run()
-    index = sub.head.fmap_index.clone()
-    assert len(index) == 4
+    assert sub.head.in_mean.shape == (4,)
     export_head_checkpoint(tmp_path / "sub" / "best.pt", tmp_path / "sub-head")
     loaded = head_release.load(tmp_path / "sub-head")
-    assert torch.equal(loaded.head.fmap_index, index)
+    assert loaded.head.cfg.input_fmaps == 4 and torch.equal(loaded.head.in_std, sub.head.in_std)
     raw = HeadTrainer(tiny_config(data_dir, tiny_model_dir, steps=10, quantized=False),
                       tmp_path / "raw", quiet=True)
     x = torch.rand(2, 3, 64, 64)

@@ -9,6 +9,7 @@ import torch
 from ..config import ModelConfig
 from ..model import CodedVisionModel
 from ..release import export
+from .data import load_patches
 
 
 def load_checkpoint_model(checkpoint: Path) -> tuple[CodedVisionModel, dict]:
@@ -19,11 +20,34 @@ def load_checkpoint_model(checkpoint: Path) -> tuple[CodedVisionModel, dict]:
     return model.eval(), state
 
 
+ORDER_PATCHES = 64  # training patches that rank the fMap channels at export
+
+
+def sort_fmaps(model: CodedVisionModel, patches_dir: Path) -> dict:
+    """Reorder the model's fMaps most-spread first (`CodedVisionModel.spread_order` over the
+    first ORDER_PATCHES training patches), so that the first channel groups of a file hold
+    the most informative fMaps. Returns the manifest's note on the order."""
+    images = load_patches(Path(patches_dir), 1)[:ORDER_PATCHES]
+    s = model.cfg.stride
+    xs = [torch.from_numpy(a[: a.shape[0] // s * s, : a.shape[1] // s * s].copy())
+          .permute(2, 0, 1)[None].float() / 255 for a in images]
+    order = model.spread_order(xs)
+    model.permute_fmaps(order)
+    return {"by": "decreasing spread of y*gain at the middle quality anchor",
+            "images": len(xs), "data": str(patches_dir),
+            "checkpoint_channels": order.tolist()}  # release channel i = checkpoint's [i]
+
+
 def export_checkpoint(checkpoint: Path, out_dir: Path, force: bool = False,
                       info: dict | None = None) -> dict:
-    """Export `checkpoint` (a training run's checkpoint.pt) to a release folder."""
+    """Export `checkpoint` (a training run's checkpoint.pt) to a release folder, its fMaps
+    sorted most-spread first (see sort_fmaps) when the training patches are at hand."""
     model, state = load_checkpoint_model(checkpoint)
     tc = state["train_config"]
+    try:
+        order = sort_fmaps(model, Path(tc["patches_dir"]))
+    except FileNotFoundError:
+        order = {"by": "as trained (training patches not found at export)"}
     training = {
         "steps": state["step"],
         "batch": tc["batch"],
@@ -31,4 +55,5 @@ def export_checkpoint(checkpoint: Path, out_dir: Path, force: bool = False,
         "data": [d for d in (tc["patches_dir"], tc.get("caltech_dir")) if d],
         "train_config": tc,
     }
-    return export(model, out_dir, {"training": training, **(info or {})}, force=force)
+    return export(model, out_dir, {"training": training, "fmap_order": order, **(info or {})},
+                  force=force)

@@ -5,7 +5,8 @@
                        rgb_head=load_head(kind="rgb"))
 
 - A .cvz file (recognised by its magic bytes) is entropy decoded to fMaps (`Codec.fmaps`: no
-  backward network, no pixels), cropped to the positions that cover the image, and classified
+  backward network, no pixels; only the channel groups that hold the fMaps the head reads),
+  cropped to the positions that cover the image, and classified
   by the fMaps head. The file must come from the codec model the head was trained on.
 - Any other image (JPEG, PNG, ...) is read as the codec reads images, scaled so that its shorter
   side is the head's `eval_side`, and classified by the RGB head (ForwardNet copy + the same
@@ -97,7 +98,7 @@ class Classifier:
                 f"{name} was made by codec model {header.model_id.hex()}, but the classifier "
                 f"head works on fMaps of model {self.head.codec_model_id.hex()}; decompress it "
                 f"with its model and classify the image, or use a head trained for that model")
-        fmaps = self.codec.fmaps(data)
+        fmaps = self.codec.fmaps(data, channels=self.head.head.cfg.input_fmaps)
         valid = valid_fmap_size(header.height, header.width, self.head.head.cfg.stride)
         logits = self.head.head(fmaps, valid)
         notes = []

@@ -26,10 +26,12 @@ Details the paper does not pin down (and why):
 - A PReLU after the last residual unit: the units end in an addition with no non-linearity
   (as in the codec), and averaging a purely additive stream over space would throw away most of
   what the non-linear branches compute.
-- `keep_fmaps` (the Table 1 analog: accuracy against the number of fMaps without training a
-  codec per size): the head reads only the K fMap channels with the largest spread over the
-  normalisation samples, i.e. the channels carrying most of the signal; the index is a buffer
-  saved with the head, so a released head applies the same subset to a file's fMaps.
+- `keep_fmaps` (the Table 1 analog, accuracy against the number of fMaps without training a
+  codec per size; and speed): the head reads only the first K fMap channels. A released codec
+  stores its fMaps most-spread first (the channels carrying the most bits; see
+  `codedvision.train.export.sort_fmaps`) and codes them in groups of 32 channels, so a file's
+  first K fMaps are its most informative ones and decoding them stops after their groups
+  (`Codec.fmaps(data, channels=K)`).
 - Global average pooling, so any fMap size works (a 128 px crop in training gives 8x8 fMaps, a
   whole photo 15x20); no down-sampling inside the head, the fMaps are already at 1/16.
 """
@@ -55,19 +57,19 @@ class HeadConfig:
     Attributes:
         fmaps: number M of fMap channels (the codec's `fmaps`).
         num_classes: number of labels.
-        channels: width C of the head (the paper: 128).
+        channels: width C of the head (the paper: 128; ours 64, for speed).
         units: residual units in the head.
         input: "fmaps" (compressed domain) or "rgb" (ForwardNet copy + head, the baseline).
         dropout: dropout before the linear layer.
-        keep_fmaps: read only this many fMap channels (0: all `fmaps`); see the module doc.
+        keep_fmaps: read only the first this many fMap channels (0: all); see the module doc.
         forward_channels, downsamples: the ForwardNet architecture of an "rgb" head (the
             codec's `channels` and `downsamples`); `downsamples` also fixes the fMap stride.
     """
 
     fmaps: int
     num_classes: int
-    channels: int = 128
-    units: int = 4
+    channels: int = 64
+    units: int = 2
     input: str = "fmaps"
     dropout: float = 0.2
     forward_channels: int = 96
@@ -118,7 +120,6 @@ class ClassifierHead(nn.Module):
         self.cfg = cfg
         self.forward_net = ForwardNet(cfg.forward_config()) if cfg.input == "rgb" else None
         k = cfg.input_fmaps
-        self.register_buffer("fmap_index", torch.arange(k))
         self.register_buffer("in_mean", torch.zeros(k))
         self.register_buffer("in_std", torch.ones(k))
         c = cfg.channels
@@ -135,9 +136,7 @@ class ClassifierHead(nn.Module):
             x = self.forward_net(x)
         if valid is not None:
             x = x[:, :, : valid[0], : valid[1]]
-        if self.cfg.keep_fmaps:
-            x = x.index_select(1, self.fmap_index)
-        return x
+        return x[:, : self.cfg.input_fmaps]
 
     def features(self, x: torch.Tensor, valid: tuple[int, int] | None = None) -> torch.Tensor:
         """Pooled features (B,C)."""
@@ -150,15 +149,11 @@ class ClassifierHead(nn.Module):
 
     @torch.no_grad()
     def set_normalisation(self, samples: list[torch.Tensor]) -> None:
-        """Set in_mean/in_std (and, with keep_fmaps, which channels to read) from sample inputs
-        (fMaps, or images for an rgb head)."""
+        """Set in_mean/in_std from sample inputs (fMaps, or images for an rgb head)."""
         if self.forward_net is not None:
             samples = [self.forward_net(s) for s in samples]
-        f = torch.cat([s.permute(1, 0, 2, 3).flatten(1) for s in samples], 1)  # (M, N)
-        if self.cfg.keep_fmaps:
-            top = f.std(1).topk(self.cfg.keep_fmaps).indices.sort().values
-            self.fmap_index.copy_(top)
-            f = f[top]
+        f = torch.cat([s[:, : self.cfg.input_fmaps].permute(1, 0, 2, 3).flatten(1)
+                       for s in samples], 1)  # (K, N)
         self.in_mean.copy_(f.mean(1))
         self.in_std.copy_(f.std(1).clamp_min(1e-3))
 
