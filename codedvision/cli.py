@@ -411,7 +411,8 @@ def train():
               help="Stop (with a checkpoint) after this many minutes.")
 @click.option("--init-from", type=click.Path(exists=True), default=None,
               help="Start from these weights (a checkpoint.pt or a model folder) with a fresh "
-                   "optimiser and schedule.")
+                   "optimiser and schedule; the same network, other lambdas allowed (gains are "
+                   "carried over).")
 def train_codec(config_path, preset, run_dir, resume, steps, minutes, init_from):
     """Train a codec (resumable; logs to RUN_DIR/log.csv)."""
     from .train.codec import PRESETS, TrainConfig, Trainer

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 
 import numpy as np
 import pytest
@@ -199,3 +200,33 @@ def test_lower_convex_hull_keeps_only_rd_optimal_points():
     # (bpp, mse): index 2 lies above the chord of 1 and 3; index 4 costs more for more error
     pts = [(0.1, 100.0), (0.2, 50.0), (0.3, 45.0), (0.4, 20.0), (0.5, 30.0)]
     assert lower_convex_hull(pts) == [0, 1, 3]
+
+
+def test_init_from_widens_the_quality_range_by_carrying_the_gains_over(patch_dir, tmp_path):
+    """A run may start from a model with other lambdas (same network): the gain tables are
+    interpolated in log-lambda inside the old range and extrapolated with the high-rate slope
+    outside it; everything else is copied."""
+    old_lams = (0.002, 0.008, 0.032)
+    first = Trainer(tiny_config(patch_dir, model=ModelConfig(channels=8, fmaps=8,
+                                                             hyper_channels=8, lambdas=old_lams)),
+                    tmp_path / "a", quiet=True)
+    first.run(max_steps=2)
+    new_lams = (0.001, 0.002, 0.004, 0.032, 0.128)
+    wide = ModelConfig(channels=8, fmaps=8, hyper_channels=8, lambdas=new_lams)
+    warm = Trainer(tiny_config(patch_dir, model=wide,
+                               init_from=str(tmp_path / "a" / "checkpoint.pt")),
+                   tmp_path / "b", quiet=True)
+    old, new = first.model.state_dict(), warm.model.state_dict()
+    g_old, g_new = old["log_gain"], new["log_gain"]
+    assert g_new.shape == (5, 8)
+    assert torch.allclose(g_new[1], g_old[0]) and torch.allclose(g_new[3], g_old[2])
+    assert torch.allclose(g_new[2], (g_old[0] + g_old[1]) / 2, atol=1e-6)  # halfway in log
+    assert torch.allclose(g_new[0], g_old[0] + 0.5 * math.log(0.5), atol=1e-6)
+    assert torch.allclose(new["log_inv_gain"][4], old["log_inv_gain"][2] - 0.5 * math.log(4),
+                          atol=1e-6)
+    assert all(torch.equal(new[k], old[k]) for k in old if not k.startswith("log_"))
+    other = ModelConfig(channels=8, fmaps=12, hyper_channels=8, lambdas=new_lams)
+    with pytest.raises(ValueError, match="only the lambdas may differ"):
+        Trainer(tiny_config(patch_dir, model=other,
+                            init_from=str(tmp_path / "a" / "checkpoint.pt")), tmp_path / "c",
+                quiet=True)

@@ -126,7 +126,11 @@ def check_config(cfg: TrainConfig) -> None:
 
 
 def initial_weights(path: Path, model_cfg: ModelConfig) -> dict:
-    """The network weights of a checkpoint.pt or a released model folder, for `init_from`."""
+    """The network weights of a checkpoint.pt or a released model folder, for `init_from`.
+
+    The source must have the same network; only its quality anchors (`lambdas`) may differ,
+    and then the gain tables are carried over to the new anchors (`transfer_gains`): a trained
+    model's quality range can be widened without training it again from scratch."""
     if path.is_file() and path.suffix == ".pt":
         from .export import load_checkpoint_model
 
@@ -135,10 +139,37 @@ def initial_weights(path: Path, model_cfg: ModelConfig) -> dict:
         from ..release import load_release
 
         model = load_release(path)[0]
-    if model.cfg != model_cfg:
+    if dataclasses.replace(model.cfg, lambdas=model_cfg.lambdas) != model_cfg:
         raise ValueError(f"{path}: its model config differs from the run's; init_from needs the "
-                         "same network")
-    return model.state_dict()
+                         "same network (only the lambdas may differ)")
+    state = model.state_dict()
+    if model.cfg.lambdas != model_cfg.lambdas:
+        for key, slope in (("log_gain", 0.5), ("log_inv_gain", -0.5)):
+            state[key] = transfer_gains(state[key], model.cfg.lambdas, model_cfg.lambdas, slope)
+    return state
+
+
+def transfer_gains(table: torch.Tensor, old: tuple[float, ...], new: tuple[float, ...],
+                   slope: float) -> torch.Tensor:
+    """A (K_old, M) log-gain table trained at anchors `old`, carried to anchors `new`:
+    linear in log(lambda) between old anchors (as the model interpolates between its anchors,
+    which are geometric), and beyond them extrapolated from the nearest end with the high-rate
+    slope (log gain = 0.5 log lambda + c: the quantizer step scales as 1/sqrt(lambda), as at
+    initialisation; -0.5 for the inverse gains)."""
+    lo, hi = math.log(old[0]), math.log(old[-1])
+    log_old = torch.tensor([math.log(v) for v in old], dtype=torch.float64)
+    rows = []
+    for lam in new:
+        x = math.log(lam)
+        if x <= lo:
+            rows.append(table[0].double() + slope * (x - lo))
+        elif x >= hi:
+            rows.append(table[-1].double() + slope * (x - hi))
+        else:
+            i = int(torch.searchsorted(log_old, torch.tensor(x, dtype=torch.float64))) - 1
+            t = (x - log_old[i]) / (log_old[i + 1] - log_old[i])
+            rows.append((1 - t) * table[i].double() + t * table[i + 1].double())
+    return torch.stack(rows).to(table.dtype)
 
 
 def bf16_is_fast() -> bool:
