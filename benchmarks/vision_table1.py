@@ -6,8 +6,8 @@ and quantized against unquantized fMaps, on the Caltech-101 val split (this mach
 
 Trains one compressed-domain head per variant with `codedvision train classifier`'s trainer,
 the same recipe and number of steps for all, on the shipped codec (or --model):
-  fmaps=K, quantized   the head reads the K strongest fMap channels of files' fMaps
-                       (see codedvision.vision.head: `keep_fmaps`), at random qualities
+  fmaps=K, quantized   the head reads the first K fMaps of files (a released codec stores them
+                       most-spread first; codedvision.vision.head: `keep_fmaps`), at random qualities
   fmaps=M, unquantized the forward network's output, never rounded (what the paper calls
                        "without quantization"; a measurement, such a head cannot read files)
 Runs live in --work (outside git) and resume if interrupted. Reported: val top-1 and mean
