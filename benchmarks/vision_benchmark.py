@@ -24,8 +24,8 @@ the lowest latency for the pixel paths). The
 heads have the same size on every path ("same classifier budget"); --rgb-head-jpeg and
 --rgb-head-decoded give the baselines heads trained on their own degraded pixels
 (`codedvision train classifier --input rgb --degrade jpeg|codec`), else all use --rgb-head.
-The JPEG path's head ships with this script (benchmarks/models/classifier-rgb-jpeg, JPEG
-qualities 5-60 in training) and is used by default.
+The shipped heads' JPEG baseline is kept with this script (benchmarks/models/classifier-rgb-jpeg,
+JPEG qualities 5-60 in training) and used unless --rgb-head or --rgb-head-jpeg is given.
 
 Writes OUT/vision_benchmark.json (OUT/vision_benchmark_limit<N>.json with --limit; OUT:
 results/vision) with the mean bpp, top-1, mean per-class accuracy and median seconds per path
@@ -103,6 +103,8 @@ def _thread_counts(text: str) -> list[int]:
 
 def run(args) -> dict:
     threads = _thread_counts(args.threads)
+    if args.rgb_head_jpeg is None and args.rgb_head is None and JPEG_HEAD.is_dir():
+        args.rgb_head_jpeg = JPEG_HEAD  # the shipped heads' JPEG baseline
     torch.set_num_threads(threads[0])
     codec = Codec(args.model)
     heads = {}
@@ -271,9 +273,10 @@ def parse_args(argv=None):
     ap.add_argument("--model", type=Path, default=None, help="codec (default: shipped)")
     ap.add_argument("--head", type=Path, default=None, help="fMaps head (default: shipped)")
     ap.add_argument("--rgb-head", type=Path, default=None, help="RGB head (default: shipped)")
-    ap.add_argument("--rgb-head-jpeg", type=Path, default=JPEG_HEAD if JPEG_HEAD.is_dir() else None,
-                    help="RGB head trained on JPEG pixels for the jpeg path (default: "
-                         "benchmarks/models/classifier-rgb-jpeg when present)")
+    ap.add_argument("--rgb-head-jpeg", type=Path, default=None,
+                    help="RGB head trained on JPEG pixels for the jpeg path (default with the "
+                         "shipped heads: benchmarks/models/classifier-rgb-jpeg; with --rgb-head: "
+                         "that head)")
     ap.add_argument("--rgb-head-decoded", type=Path, default=None)
     ap.add_argument("--qualities", default="10,30,50,70,90")
     ap.add_argument("--limit", type=int, default=None, help="only N val images (spread evenly)")

@@ -551,6 +551,8 @@ def test_benchmark_smoke_run(data_dir, tiny_model_dir, head_dir, rgb_head_dir, t
     for r in saved["points"]:
         by_path.setdefault(r["path"], []).append(r)
         assert 0 <= r["top1"] <= 1 and r["seconds_median"] > 0 and r["images"] == 4
+        # the first quality and the uncompressed path are also timed in a row
+        assert set(r["seconds_median_steady"]) == ({"1"} if r["quality"] in (None, 5) else set())
     assert {p: len(v) for p, v in by_path.items()} == {"fmaps": 4, "decoded": 4, "jpeg": 4,
                                                        "rgb": 1}
     fm = [r["bpp"] for r in by_path["fmaps"]]
