@@ -108,7 +108,8 @@ class Codec:
 
     def quantized_fmaps(self, data: bytes, channels: int | None = None
                         ) -> tuple[Header, torch.Tensor]:
-        """The header and the integer fMaps exactly as coded (1,M,h,w) (for tests and tools)."""
+        """The header and the integer fMaps exactly as coded (1,M,h,w), or their first
+        `channels` (for tests and tools)."""
         return self._entropy_decode(data, channels)
 
     def header(self, data: bytes) -> Header:
