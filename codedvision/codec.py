@@ -181,6 +181,8 @@ class Codec:
         m = self.cfg.fmaps
         if channels is None:
             channels = m
+        elif isinstance(channels, bool) or not isinstance(channels, (int, np.integer)):
+            raise ValueError(f"channels must be an integer, got {channels!r}")
         elif not 1 <= channels <= m:
             raise ValueError(f"channels must be from 1 to {m}, got {channels}")
         coded = min(m, -(-channels // FMAP_GROUP) * FMAP_GROUP)  # whole groups up to channels

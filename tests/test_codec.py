@@ -227,6 +227,8 @@ def test_first_fmaps_decode_alone_and_equal_the_full_decode(request, which, smal
     assert torch.equal(codec.fmaps(data, channels=5), codec.fmaps(data)[:, :5])
     with pytest.raises(ValueError, match="channels must be from 1 to 16"):
         codec.fmaps(data, channels=17)
+    with pytest.raises(ValueError, match="channels must be an integer"):
+        codec.fmaps(data, channels=4.0)
 
 
 def test_shipped_model_decodes_its_first_group_alone(default_codec, small_photo):

@@ -602,3 +602,19 @@ def test_shipped_heads_belong_to_the_shipped_codec():
     for rec in (clf.classify_bytes(codec.encode(image, quality=50), "sample.cvz"),
                 clf.classify_image(image, "sample.png")):
         assert len(rec["top"]) == 3 and rec["top"][0]["label"] in fm.classes
+
+
+def test_heads_saved_with_an_fmap_index_load_or_fail_in_one_line(fmaps_run, tmp_path):
+    """Heads exported before the first-K rule carry an `fmap_index` buffer: the identity
+    (no channel subset) still loads, a chosen subset is refused with a one-line error."""
+    head, state = load_head_checkpoint(fmaps_run / "best.pt")
+    old = dict(state["head"])
+    k = head.cfg.input_fmaps
+    fresh = ClassifierHead(head.cfg)
+    fresh.load_weights({**old, "fmap_index": torch.arange(k)}, "old.pt")
+    assert torch.equal(fresh.in_std, head.in_std)
+    with pytest.raises(ValueError, match="channel subset chosen by an earlier"):
+        fresh.load_weights({**old, "fmap_index": torch.arange(k).flip(0)}, "old.pt")
+    with pytest.raises(ValueError, match="do not fit the head's config"):
+        ClassifierHead(HeadConfig(fmaps=16, num_classes=3, channels=8, units=1)).load_weights(
+            old, "other.pt")

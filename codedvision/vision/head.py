@@ -160,6 +160,22 @@ class ClassifierHead(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
+    def load_weights(self, state: dict, source) -> None:
+        """load_state_dict for saved heads, one-line errors. Heads saved before fMaps heads read
+        the first K fMaps carry an `fmap_index` buffer: dropped when it is the identity (every
+        head without keep_fmaps), refused otherwise (those heads chose channels by their own
+        spread, which the codec's sorted channel order does not reproduce)."""
+        state = dict(state)
+        index = state.pop("fmap_index", None)
+        if index is not None and not torch.equal(index, torch.arange(len(index))):
+            raise ValueError(f"{source}: this head reads a channel subset chosen by an earlier "
+                             "codedvision; train it again")
+        try:
+            self.load_state_dict(state)
+        except RuntimeError as e:
+            raise ValueError(f"{source}: the weights do not fit the head's config "
+                             f"({str(e).splitlines()[0]})") from None
+
 
 def valid_fmap_size(height: int, width: int, stride: int) -> tuple[int, int]:
     """fMap positions that cover an image of this size (the rest cover the codec's padding)."""

@@ -66,7 +66,7 @@ def export(head: ClassifierHead, out_dir, info: dict, force: bool = False) -> di
     tensors = {}
     for k, v in head.state_dict().items():
         v = v.detach().contiguous()
-        if v.is_floating_point():  # integer buffers (the fMap index) are kept as they are
+        if v.is_floating_point():  # integer buffers, if any, are kept as they are
             v = v.float() if k in FLOAT32_KEYS else v.half()
         tensors[k] = v
     tmp = out_dir / (WEIGHTS + ".tmp")
@@ -116,8 +116,8 @@ def load(path=None, kind: str = "fmaps") -> LoadedHead:
         raise ValueError(f"{folder}: manifest is not a {FORMAT} manifest")
     cfg = HeadConfig.from_dict(manifest["config"])
     head = ClassifierHead(cfg)
-    head.load_state_dict({k: v.float() if v.is_floating_point() else v
-                          for k, v in load_file(str(folder / WEIGHTS)).items()})
+    head.load_weights({k: v.float() if v.is_floating_point() else v
+                       for k, v in load_file(str(folder / WEIGHTS)).items()}, folder)
     head.eval()
     return LoadedHead(head, list(manifest["classes"]), bytes.fromhex(manifest["codec_model_id"]),
                       manifest.get("eval_side"), manifest["head_id"], manifest, folder)

@@ -433,7 +433,7 @@ def load_head_checkpoint(checkpoint: Path) -> tuple[ClassifierHead, dict]:
     if "head_config" not in state:
         raise ValueError(f"{checkpoint}: not a classifier checkpoint (no head_config)")
     head = ClassifierHead(HeadConfig.from_dict(state["head_config"]))
-    head.load_state_dict(state["head"])
+    head.load_weights(state["head"], checkpoint)
     return head.eval(), state
 
 
