@@ -187,7 +187,7 @@ def vision_section(bench: dict | None, table1: dict | None, heads: list[dict] = 
                       f"points top-1. File-to-label speed against JPEG decode-then-classify at "
                       f"about the same bpp: interleaved "
                       f"{j['seconds_median'] / f['seconds_median']:.2f}x{per}{best}."]
-        lines += ["", "All qualities:", "", "| path | quality | bpp | top-1 | mean per class | ms |",
+        lines += ["", "All qualities:", "", "| path | quality | bpp | top-1 | mean per class | ms, interleaved |",
                   "|---|---|---|---|---|---|"]
         for r in pts:
             lines.append(f"| {r['path']} | {_fmt(r['quality'], 'd', '-')} | {r['bpp']:.3f} | "
