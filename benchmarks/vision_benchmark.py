@@ -142,7 +142,7 @@ def run(args) -> dict:
     records: dict[tuple[str, int | None], list[dict]] = {}
     work = Path(tempfile.mkdtemp(prefix="vision-bench-"))
     warmed: set[str] = set()
-    again: list[tuple[str, int | None, Path]] = []  # timed again at the further thread counts
+    in_a_row: list[tuple[str, int | None, Path]] = []  # timed again, path by path, per thread count
     t_start = time.time()
     for n, (path, label) in enumerate(items):
         image = resize_shorter(load_rgb(path), side)
@@ -175,14 +175,14 @@ def run(args) -> dict:
             records.setdefault((p, q), []).append(
                 {"pred": pred, "label": truth, "bpp": bpp, "seconds": seconds})
             if q in (None, qualities[0]):
-                again.append((p, q, f))
+                in_a_row.append((p, q, f))
         if not args.quiet and (n + 1) % 50 == 0:
             print(f"{n + 1}/{len(items)} images, {time.time() - t_start:.0f} s", file=sys.stderr)
     steady: dict[tuple[str, int | None, int], list[float]] = {}
     for t in threads:
         torch.set_num_threads(t)
         for path in paths:
-            files = [(q, f) for p, q, f in again if p == path]
+            files = [(q, f) for p, q, f in in_a_row if p == path]
             for q, f in files[:3]:  # warm-up
                 _classify_timed(clf[path], codec, path, f)
             for q, f in files:

@@ -156,9 +156,8 @@ class Codec:
         else:
             y_ids = _channel_ids(y_int.shape)
         y_np = y_int.numpy().astype(np.int64)
-        for c in range(0, y_np.shape[1], FMAP_GROUP):  # channel groups, each with its escapes
-            coder.encode(enc, y_np[:, c : c + FMAP_GROUP], y_ids[:, c : c + FMAP_GROUP],
-                         self.y_tables)
+        for g in _fmap_groups(y_np.shape[1]):  # channel groups, each with its escapes
+            coder.encode(enc, y_np[:, g], y_ids[:, g], self.y_tables)
         payload = enc.get_compressed().astype("<u4").tobytes()
         return container.pack(Header(self.model_id, h, w, quality), payload)
 
@@ -207,9 +206,8 @@ class Codec:
             else:
                 y_ids = _channel_ids(y_shape)
             y = np.concatenate([
-                coder.decode(dec, y_ids[:, c : c + FMAP_GROUP], self.y_tables).reshape(
-                    1, -1, *y_shape[2:])
-                for c in range(0, coded, FMAP_GROUP)], axis=1)
+                coder.decode(dec, y_ids[:, g], self.y_tables).reshape(1, -1, *y_shape[2:])
+                for g in _fmap_groups(coded)], axis=1)
         except ExactIntegerError:
             raise FormatError("corrupted payload (hyper-latents out of range)") from None
         except (ValueError, RuntimeError, AssertionError) as e:  # constriction on garbage
@@ -239,6 +237,12 @@ class Codec:
                 out[:, :, int(top * scale) : int(top * scale) + hh,
                     int(left * scale) : int(left * scale) + ww] = piece[:, :, a : a + hh, b : b + ww]
         return out
+
+
+def _fmap_groups(channels: int) -> list[slice]:
+    """The payload's fMap channel groups (FMAP_GROUP channels each, the last maybe fewer), in
+    coding order: the one definition that the encoder and the decoder share."""
+    return [slice(c, min(c + FMAP_GROUP, channels)) for c in range(0, channels, FMAP_GROUP)]
 
 
 def _channel_ids(shape) -> np.ndarray:

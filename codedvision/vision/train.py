@@ -204,7 +204,7 @@ class HeadTrainer:
         self.val_items = _spread(self.data.val, cfg.val_limit)
         self._val_cache = None
         if state is not None:
-            self.head.load_state_dict(state["head"])
+            self.head.load_weights(state["head"], self.run_dir / "checkpoint.pt")
             self.opt.load_state_dict(state["optimizer"])
             self.gen.set_state(state["generator"])
             torch.set_rng_state(state["torch_rng"])
