@@ -50,6 +50,7 @@ class Codec:
         self.model, coding, self.manifest, self.model_id = load_release(path)
         self.cfg = self.model.cfg
         self.hyper = self.cfg.entropy_model == "hyperprior"
+        self._gain_cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self.y_tables = coder.FrozenTables(*frozen_table_arrays(coding, "y"))
         if self.hyper:
             self.z_tables = coder.FrozenTables(*frozen_table_arrays(coding, "z"))
@@ -130,9 +131,12 @@ class Codec:
         return x, (h, w)
 
     def _gains(self, quality: int) -> tuple[torch.Tensor, torch.Tensor]:
-        pos = quality_to_position(quality, len(self.cfg.lambdas))
-        with torch.no_grad():
-            return self.model.gains(torch.tensor([pos]))
+        """(gain, inverse gain) of a quality, each (1,M,1,1); computed once per quality."""
+        if quality not in self._gain_cache:
+            pos = quality_to_position(quality, len(self.cfg.lambdas))
+            with torch.no_grad():
+                self._gain_cache[quality] = self.model.gains(torch.tensor([pos]))
+        return self._gain_cache[quality]
 
     def _scale_indices(self, z_int: torch.Tensor, channels: int | None = None) -> np.ndarray:
         t = self.hs_exact(z_int, channels)
