@@ -2,14 +2,16 @@
 and quantized against unquantized fMaps, on the Caltech-101 val split (this machine).
 
     python benchmarks/vision_table1.py --work ~/cv-runs/table1 [--steps 1000] [--fmaps 32,64,128]
-        [--config base.json]      # HeadTrainConfig fields shared by every head
+        [--unquantized 32] [--config base.json]   # HeadTrainConfig fields shared by every head
 
 Trains one compressed-domain head per variant with `codedvision train classifier`'s trainer,
 the same recipe and number of steps for all, on the shipped codec (or --model):
   fmaps=K, quantized   the head reads the first K fMaps of files (a released codec stores them
                        most-spread first; codedvision.vision.head: `keep_fmaps`), at random qualities
-  fmaps=M, unquantized the forward network's output, never rounded (what the paper calls
-                       "without quantization"; a measurement, such a head cannot read files)
+  fmaps=K, unquantized the same first K fMaps of the forward network's output, never rounded (what
+                       the paper calls "without quantization"; a measurement, such a head cannot
+                       read files)
+With `fmap_cache` in --config, the first head computes the fMap cache and the others reuse it.
 Runs live in --work (outside git) and resume if interrupted. Reported: val top-1 and mean
 per-class accuracy at the end of each run (not the best checkpoint, to keep model selection
 out of the numbers), averaged over the validation qualities for quantized heads.
@@ -35,29 +37,33 @@ from codedvision.codec import Codec  # noqa: E402
 from codedvision.vision.train import HeadTrainConfig, HeadTrainer  # noqa: E402
 
 
-def variants(fmaps: list[int], total: int) -> list[tuple[str, dict]]:
+def variants(fmaps: list[int], unquantized: list[int], total: int) -> list[tuple[str, dict]]:
     out = [(f"fmaps{k}_quantized", {"keep_fmaps": 0 if k == total else k}) for k in fmaps]
-    out.append((f"fmaps{total}_unquantized", {"quantized": False}))
+    out += [(f"fmaps{k}_unquantized", {"keep_fmaps": 0 if k == total else k, "quantized": False})
+            for k in unquantized]
     return out
 
 
 def run(args) -> dict:
     rows = []
     total = Codec(args.model).cfg.fmaps
-    for name, kw in variants([int(k) for k in args.fmaps.split(",")], total):
+    cache = None  # with fmap_cache in --config, the first head builds it and the others share it
+    counts = [[int(k) for k in arg.split(",") if k] for arg in (args.fmaps, args.unquantized)]
+    for name, kw in variants(*counts, total):
         run_dir = Path(args.work) / name
         base = json.loads(Path(args.config).read_text()) if args.config else {}
         cfg = HeadTrainConfig.from_dict({**base, "data": str(args.data), "codec": args.model,
                                          "steps": args.steps, "val_limit": args.val_limit, **kw})
         resume = (run_dir / "checkpoint.pt").exists()
         t0 = time.time()
-        trainer = HeadTrainer(cfg, run_dir, resume=resume, quiet=args.quiet)
+        trainer = HeadTrainer(cfg, run_dir, resume=resume, quiet=args.quiet, cache=cache)
+        cache = trainer.cache
         if trainer.step < cfg.steps:
             trainer.run()
         val = trainer.last_val if trainer.last_val_step == trainer.step else trainer.validate()
         rows.append({
             "variant": name,
-            "fmaps": cfg.keep_fmaps or total,
+            "fmaps": trainer.head_cfg.input_fmaps,
             "quantized": cfg.quantized,
             "steps": trainer.step,
             "val_top1": val["val_top1"],
@@ -98,6 +104,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--model", default=None, help="codec folder (default: shipped)")
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--fmaps", default="32,64,128", help="fMap counts (the codec's own: all)")
+    ap.add_argument("--unquantized", default="32",
+                    help="fMap counts of the unquantized heads ('' for none)")
     ap.add_argument("--val-limit", type=int, default=None)
     ap.add_argument("--out", type=Path, default=HERE.parent / "results" / "vision")
     ap.add_argument("--config", default=None,

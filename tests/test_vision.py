@@ -22,6 +22,7 @@ from PIL import Image
 from codedvision.cli import main
 from codedvision.vision import release as head_release
 from codedvision.vision.classify import Classifier, VisionError, classify
+from codedvision.vision import data as D
 from codedvision.vision.data import CropSampler, load_dataset
 from codedvision.vision.head import ClassifierHead, HeadConfig
 from codedvision.vision.show import fmap_grid, show
@@ -561,20 +562,31 @@ def test_benchmark_smoke_run(data_dir, tiny_model_dir, head_dir, rgb_head_dir, t
         assert im.format == "PNG"
 
 
-def test_table1_benchmark_smoke_run(data_dir, tiny_model_dir, tmp_path, load_benchmark):
+def test_table1_benchmark_smoke_run(data_dir, tiny_model_dir, tmp_path, load_benchmark,
+                                    monkeypatch):
     bench = load_benchmark("vision_table1")
-    base = tiny_config(data_dir, tiny_model_dir).to_dict()
+    base = tiny_config(data_dir, tiny_model_dir, fmap_cache=(64,)).to_dict()
     (tmp_path / "base.json").write_text(json.dumps(base))
     args = ["--work", str(tmp_path / "runs"), "--data", str(data_dir), "--model",
-            str(tiny_model_dir), "--steps", "3", "--fmaps", "4,16", "--config",
-            str(tmp_path / "base.json"), "--out", str(tmp_path / "out"), "--quiet"]
+            str(tiny_model_dir), "--steps", "3", "--fmaps", "4,16", "--unquantized", "4",
+            "--config", str(tmp_path / "base.json"), "--out", str(tmp_path / "out"), "--quiet"]
+    built = []
+    monkeypatch.setattr(D.FMapCache, "__init__", _counting(D.FMapCache.__init__, built))
     res = bench.main(args)
+    assert len(built) == 1  # the heads share one fMap cache
     assert [(r["fmaps"], r["quantized"]) for r in res["rows"]] == [(4, True), (16, True),
-                                                                   (16, False)]
+                                                                   (4, False)]
     assert all(r["steps"] == 3 and 0 <= r["val_top1"] <= 1 for r in res["rows"])
     assert "| 4 | yes |" in (tmp_path / "out" / "table1.md").read_text()
     again = bench.main(args)  # finished runs are read back, not retrained
     assert again["rows"][0]["val_top1"] == res["rows"][0]["val_top1"]
+
+
+def _counting(fn, calls: list):
+    def wrapped(*a, **kw):
+        calls.append(1)
+        return fn(*a, **kw)
+    return wrapped
 
 
 def test_cli_classify_loads_only_the_heads_its_files_need(runner, monkeypatch, tmp_path,

@@ -154,7 +154,10 @@ class HeadTrainer:
     """Owns the frozen codec, the head, optimiser, data and run directory; `run()` trains."""
 
     def __init__(self, cfg: HeadTrainConfig, run_dir: Path, resume: bool = False,
-                 quiet: bool = False, steps: int | None = None):
+                 quiet: bool = False, steps: int | None = None,
+                 cache: D.FMapCache | None = None):
+        """cache: an FMapCache built by another trainer with the same codec, data and
+        `fmap_cache` sides (benchmarks train several heads on one), instead of building one."""
         self.run_dir = Path(run_dir)
         self.quiet = quiet
         cfg, state = open_run(self.run_dir, cfg, resume, steps)
@@ -194,7 +197,7 @@ class HeadTrainer:
                                      cfg.quality_range)
         self.cache = None
         if cfg.fmap_cache:
-            self.cache = D.FMapCache(self.codec.model.forward_net, self.data.train,
+            self.cache = cache or D.FMapCache(self.codec.model.forward_net, self.data.train,
                                      cfg.fmap_cache, self.codec.cfg.stride, d, cfg.crop // d,
                                      progress=not quiet)
         self.step = 0
