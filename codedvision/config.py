@@ -35,6 +35,8 @@ class ModelConfig:
         pwl_radius: the factorized density covers integers in [-pwl_radius, pwl_radius];
             values outside are coded by an escape.
         num_scales, scale_min, scale_max: the scale table of the Gaussian conditional model.
+        backward_channels: feature channels of the backward network when it is wider than
+            the forward one (0: `channels`). The fMaps and the bitstream do not depend on it.
     """
 
     channels: int = 64
@@ -47,15 +49,23 @@ class ModelConfig:
     num_scales: int = 64
     scale_min: float = 0.11
     scale_max: float = 64.0
+    backward_channels: int = 0
 
     def __post_init__(self) -> None:
         if self.entropy_model not in ("hyperprior", "factorized"):
             raise ValueError(f"unknown entropy_model {self.entropy_model!r}")
         if self.downsamples < 1 or self.channels < 1 or self.fmaps < 1:
             raise ValueError("channels, fmaps and downsamples must be positive")
+        if self.backward_channels < 0:
+            raise ValueError("backward_channels must be 0 (as channels) or positive")
         if len(self.lambdas) < 2 or any(b <= a for a, b in zip(self.lambdas, self.lambdas[1:])):
             raise ValueError("lambdas must be at least two increasing values")
         object.__setattr__(self, "lambdas", tuple(float(x) for x in self.lambdas))
+
+    @property
+    def decoder_channels(self) -> int:
+        """Feature channels of the backward network."""
+        return self.backward_channels or self.channels
 
     @property
     def stride(self) -> int:

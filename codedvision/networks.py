@@ -119,7 +119,7 @@ class BackwardNet(nn.Module):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        n, d = cfg.channels, cfg.downsamples
+        n, d = cfg.decoder_channels, cfg.downsamples
         layers: list[nn.Module] = [conv(cfg.fmaps, n, 5)]
         for i in reversed(range(1, d)):
             layers += [ResidualUnit(n) for _ in range(_units_at(i, d))]
@@ -167,3 +167,45 @@ class HyperSynthesis(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z)
+
+
+def widen_backward_net(old: BackwardNet, new: BackwardNet, generator: torch.Generator) -> None:
+    """Initialise `new`, a wider BackwardNet, to compute what `old` computes (Net2Net-style).
+
+    Every channel c of the old width n is copied to new channels c, c + n, c + 2n, ...; a
+    layer reading such copies weights them by random shares that add up to 1 per old channel.
+    The output is the old one (up to float rounding), while the copies' shares differ, so
+    training moves them apart instead of keeping them twins. The first conv (from the fMaps)
+    and the last (to RGB) keep their outer sides.
+    """
+    layers_old, layers_new = list(old.net), list(new.net)
+    if len(layers_old) != len(layers_new):
+        raise ValueError("the backward networks differ in depth")
+    n, wide = layers_old[0].out_channels, layers_new[0].out_channels
+    if wide < n:
+        raise ValueError(f"cannot narrow the backward network from {n} to {wide} channels")
+    src = torch.arange(wide) % n  # the old channel each new channel copies
+
+    def shares() -> torch.Tensor:  # random positive weights per new channel, summing to 1 per old
+        r = 0.5 + torch.rand(wide, generator=generator, dtype=torch.float64)
+        return (r / torch.zeros(n, dtype=torch.float64).index_add_(0, src, r)[src]).float()
+
+    def copy_conv(a: nn.Conv2d, b: nn.Conv2d, out_src, widen_in: bool) -> None:
+        w = a.weight[out_src]
+        if widen_in:
+            w = w[:, src] * shares()[None, :, None, None]
+        b.weight.copy_(w)
+        b.bias.copy_(a.bias[out_src])
+
+    keep = torch.arange(layers_old[-2].out_channels)
+    with torch.no_grad():
+        for i, (a, b) in enumerate(zip(layers_old, layers_new)):
+            if isinstance(a, ResidualUnit):
+                copy_conv(a.body[0], b.body[0], src, True)
+                b.body[1].weight.copy_(a.body[1].weight[src])
+                copy_conv(a.body[2], b.body[2], src, True)
+            elif isinstance(a, Upsample):  # output channel 4c + s is sub-pixel s of channel c
+                copy_conv(a.conv, b.conv, (src[:, None] * 4 + torch.arange(4)).flatten(), True)
+            elif isinstance(a, nn.Conv2d):
+                first = i == 0
+                copy_conv(a, b, src if first else keep, not first)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 
@@ -229,4 +230,56 @@ def test_init_from_widens_the_quality_range_by_carrying_the_gains_over(patch_dir
     with pytest.raises(ValueError, match="only the lambdas may differ"):
         Trainer(tiny_config(patch_dir, model=other,
                             init_from=str(tmp_path / "a" / "checkpoint.pt")), tmp_path / "c",
+                quiet=True)
+
+
+def test_widened_backward_net_computes_the_same_images():
+    from codedvision.networks import BackwardNet, widen_backward_net
+
+    torch.manual_seed(0)
+    narrow = BackwardNet(ModelConfig(channels=8, fmaps=6))
+    with torch.no_grad():  # the residual branches start at zero: give every layer a say
+        for p in narrow.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    wide = BackwardNet(ModelConfig(channels=8, fmaps=6, backward_channels=13))
+    widen_backward_net(narrow, wide, torch.Generator().manual_seed(1))
+    y = torch.randn(2, 6, 3, 5)
+    with torch.no_grad():
+        assert torch.allclose(wide(y), narrow(y), rtol=1e-4, atol=1e-4)
+    # the copies of a channel read the layer before alike but are read with different shares
+    w = wide.net[1].body[0].weight
+    assert not torch.allclose(w[:, 0], w[:, 8])
+    with pytest.raises(ValueError, match="narrow"):
+        widen_backward_net(wide, narrow, torch.Generator())
+
+
+def test_decoder_only_training_of_a_wider_backward_net_keeps_the_files(patch_dir, tmp_path):
+    first = Trainer(tiny_config(patch_dir), tmp_path / "a", quiet=True)
+    first.run(max_steps=20)
+    source, val_a = tmp_path / "a" / "checkpoint.pt", first.validate()
+    wide_model = dataclasses.replace(tiny_config(patch_dir).model, backward_channels=12)
+    cfg = tiny_config(patch_dir, model=wide_model, init_from=str(source), train_parts="decoder")
+    t = Trainer(cfg, tmp_path / "b", quiet=True)
+    before = {k: v.clone() for k, v in t.model.state_dict().items()}
+    val0 = t.validate()  # the widened network starts from the same images
+    assert val0["val_psnr_mid"] == pytest.approx(val_a["val_psnr_mid"], abs=1e-3)
+    t.run(max_steps=15)
+    after = t.model.state_dict()
+    changed = {k.split(".")[0] for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {"backward_net", "log_inv_gain"}
+    val1 = t.validate()
+    assert val1["val_bpp_mid"] == val0["val_bpp_mid"]  # the rate cannot move
+    assert val1["val_psnr_mid"] > val0["val_psnr_mid"] - 0.5
+    export_checkpoint(source, tmp_path / "rel_a")
+    export_checkpoint(tmp_path / "b" / "checkpoint.pt", tmp_path / "rel_b")
+    a, b = Codec(tmp_path / "rel_a"), Codec(tmp_path / "rel_b")
+    img = np.asarray(Image.open(next((patch_dir / "patches").iterdir())))[:64, :64]
+    # the same fMaps in the files (same sizes); only the model id in the header differs
+    assert torch.equal(a.quantized_fmaps(a.encode(img, 50))[1],
+                       b.quantized_fmaps(b.encode(img, 50))[1])
+    with pytest.raises(ValueError, match="train_parts"):
+        Trainer(tiny_config(patch_dir, train_parts="decoder"), tmp_path / "c", quiet=True)
+    narrow = dataclasses.replace(wide_model, backward_channels=4)
+    with pytest.raises(ValueError, match="may be wider"):
+        Trainer(tiny_config(patch_dir, model=narrow, init_from=str(source)), tmp_path / "d",
                 quiet=True)

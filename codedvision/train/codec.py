@@ -37,6 +37,7 @@ import torch
 
 from ..config import ModelConfig, check_fields
 from ..model import CodedVisionModel
+from ..networks import BackwardNet, widen_backward_net
 from .data import PatchSampler, load_caltech_train, load_patches
 from .plot import plot_log
 from .runlog import RunLog, open_run, save_atomic
@@ -75,6 +76,10 @@ class TrainConfig:
     # Start from these weights (a checkpoint.pt or a released model folder) with a fresh optimiser
     # and schedule: a warm restart of a finished run. The model config must match.
     init_from: str | None = None
+    # "all", or "decoder": only the backward network and the inverse gains train (the encoder,
+    # entropy model and so the fMaps and file sizes stay those of init_from), on the mean PSNR
+    # over the batch's qualities; e.g. after widening the backward network (backward_channels).
+    train_parts: str = "all"
     seed: int = 0
     threads: int = 0  # 0: all cores
     autocast: str = "auto"  # "auto", "bf16" or "off"
@@ -123,14 +128,21 @@ def check_config(cfg: TrainConfig) -> None:
         raise ValueError(f"patch {cfg.patch} is not a multiple of the model's stride {stride}")
     if cfg.schedule not in ("variable-rate", "paper"):
         raise ValueError(f"unknown schedule {cfg.schedule!r} (variable-rate or paper)")
+    if cfg.train_parts not in ("all", "decoder"):
+        raise ValueError(f"unknown train_parts {cfg.train_parts!r} (all or decoder)")
+    if cfg.train_parts == "decoder" and (not cfg.init_from or cfg.schedule != "variable-rate"):
+        raise ValueError("train_parts 'decoder' needs init_from (a trained codec) and the "
+                         "variable-rate schedule")
 
 
 def initial_weights(path: Path, model_cfg: ModelConfig) -> dict:
     """The network weights of a checkpoint.pt or a released model folder, for `init_from`.
 
-    The source must have the same network; only its quality anchors (`lambdas`) may differ,
-    and then the gain tables are carried over to the new anchors (`transfer_gains`): a trained
-    model's quality range can be widened without training it again from scratch."""
+    The source must have the same network, except that its quality anchors (`lambdas`) may
+    differ, and then the gain tables are carried over to the new anchors (`transfer_gains`): a
+    trained model's quality range can be widened without training it again from scratch; and
+    the backward network may be wider (`backward_channels`), which then starts as a widened
+    copy of the source's computing the same images (`networks.widen_backward_net`)."""
     if path.is_file() and path.suffix == ".pt":
         from .export import load_checkpoint_model
 
@@ -139,9 +151,16 @@ def initial_weights(path: Path, model_cfg: ModelConfig) -> dict:
         from ..release import load_release
 
         model = load_release(path)[0]
-    if dataclasses.replace(model.cfg, lambdas=model_cfg.lambdas) != model_cfg:
+    same = dataclasses.replace(model.cfg, lambdas=model_cfg.lambdas,
+                               backward_channels=model_cfg.backward_channels)
+    if same != model_cfg or model.cfg.decoder_channels > model_cfg.decoder_channels:
         raise ValueError(f"{path}: its model config differs from the run's; init_from needs the "
-                         "same network (only the lambdas may differ)")
+                         "same network (only the lambdas may differ, and the backward network "
+                         "may be wider)")
+    if model.cfg.decoder_channels < model_cfg.decoder_channels:
+        wide = BackwardNet(model_cfg)
+        widen_backward_net(model.backward_net, wide, torch.Generator().manual_seed(0))
+        model.backward_net = wide
     state = model.state_dict()
     if model.cfg.lambdas != model_cfg.lambdas:
         for key, slope in (("log_gain", 0.5), ("log_inv_gain", -0.5)):
@@ -215,7 +234,11 @@ class Trainer:
         self.autocast = cfg.autocast == "bf16" or (cfg.autocast == "auto" and bf16_is_fast())
         torch.manual_seed(cfg.seed)
         self.model = CodedVisionModel(cfg.model).to(memory_format=torch.channels_last)
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+        if cfg.train_parts == "decoder":
+            for name, p in self.model.named_parameters():
+                p.requires_grad_(name.startswith("backward_net.") or name == "log_inv_gain")
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.opt = torch.optim.Adam(self.params, lr=cfg.lr)
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.step = 0
         self._load_data()
@@ -277,9 +300,11 @@ class Trainer:
                                              rate_weight(cfg, self.step))
         if cfg.schedule == "paper":
             loss = (255.0**2 * out["mse"] + paper_lambda(cfg, self.step) * out["bits"]).mean()
+        elif cfg.train_parts == "decoder":  # every quality counts alike in dB, as in BD-rate
+            loss = 10 * torch.log10(out["mse"].clamp_min(1e-10)).mean()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip)
+        gnorm = torch.nn.utils.clip_grad_norm_(self.params, cfg.clip)
         if torch.isfinite(gnorm):  # a rare non-finite batch is skipped rather than poisoning Adam
             self.opt.step()
         self.step += 1
