@@ -64,7 +64,7 @@ def run(args) -> dict:
         rows.append({
             "variant": name,
             "fmaps": trainer.head_cfg.input_fmaps,
-            "quantized": cfg.quantized,
+            "quantized": trainer.cfg.quantized,
             "steps": trainer.step,
             "val_top1": val["val_top1"],
             "val_mean_class": val["val_mean_class"],

@@ -412,7 +412,7 @@ def train():
 @click.option("--init-from", type=click.Path(exists=True), default=None,
               help="Start from these weights (a checkpoint.pt or a model folder) with a fresh "
                    "optimiser and schedule; the same network, other lambdas allowed (gains are "
-                   "carried over).")
+                   "carried over) and a wider backward network (backward_channels).")
 def train_codec(config_path, preset, run_dir, resume, steps, minutes, init_from):
     """Train a codec (resumable; logs to RUN_DIR/log.csv)."""
     from .train.codec import PRESETS, TrainConfig, Trainer

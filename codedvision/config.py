@@ -82,6 +82,8 @@ class ModelConfig:
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["lambdas"] = list(self.lambdas)
+        if not self.backward_channels:  # as the backward network: saved configs stay as before
+            del d["backward_channels"]
         return d
 
     @classmethod

@@ -169,14 +169,17 @@ class HyperSynthesis(nn.Module):
         return self.net(z)
 
 
-def widen_backward_net(old: BackwardNet, new: BackwardNet, generator: torch.Generator) -> None:
+def widen_backward_net(old: BackwardNet, new: BackwardNet, generator: torch.Generator,
+                       noise: float = 1e-3) -> None:
     """Initialise `new`, a wider BackwardNet, to compute what `old` computes (Net2Net-style).
 
     Every channel c of the old width n is copied to new channels c, c + n, c + 2n, ...; a
-    layer reading such copies weights them by random shares that add up to 1 per old channel.
-    The output is the old one (up to float rounding), while the copies' shares differ, so
-    training moves them apart instead of keeping them twins. The first conv (from the fMaps)
-    and the last (to RGB) keep their outer sides.
+    layer reading such copies weights them by random shares that add up to 1 per old channel,
+    so the output is the old one (up to float rounding). Copies that only differ in their
+    shares would get gradients that differ only in scale, which Adam normalises away, and
+    stay twins: so the added copies' own weights also get noise of `noise` times their
+    layer's weight std (the output then moves by about that fraction). The first conv (from
+    the fMaps) and the last (to RGB) keep their outer sides.
     """
     layers_old, layers_new = list(old.net), list(new.net)
     if len(layers_old) != len(layers_new):
@@ -194,6 +197,11 @@ def widen_backward_net(old: BackwardNet, new: BackwardNet, generator: torch.Gene
         w = a.weight[out_src]
         if widen_in:
             w = w[:, src] * shares()[None, :, None, None]
+        if len(out_src) > a.out_channels:  # the added output copies: break the symmetry
+            extra = torch.zeros(len(out_src), dtype=torch.bool)
+            extra[a.out_channels :] = True
+            w = w + extra[:, None, None, None] * noise * w.std() * torch.randn(
+                w.shape, generator=generator)
         b.weight.copy_(w)
         b.bias.copy_(a.bias[out_src])
 

@@ -242,13 +242,18 @@ def test_widened_backward_net_computes_the_same_images():
         for p in narrow.parameters():
             p.add_(torch.randn_like(p) * 0.05)
     wide = BackwardNet(ModelConfig(channels=8, fmaps=6, backward_channels=13))
-    widen_backward_net(narrow, wide, torch.Generator().manual_seed(1))
+    widen_backward_net(narrow, wide, torch.Generator().manual_seed(1), noise=0.0)
     y = torch.randn(2, 6, 3, 5)
     with torch.no_grad():
         assert torch.allclose(wide(y), narrow(y), rtol=1e-4, atol=1e-4)
-    # the copies of a channel read the layer before alike but are read with different shares
-    w = wide.net[1].body[0].weight
+    w = wide.net[1].body[0].weight  # copies are read with different shares
     assert not torch.allclose(w[:, 0], w[:, 8])
+    assert torch.equal(w[8], w[0])  # ... but computed alike, without noise
+    widen_backward_net(narrow, wide, torch.Generator().manual_seed(1))  # the default: noise
+    w = wide.net[1].body[0].weight
+    assert not torch.equal(w[8], w[0]) and torch.allclose(w[8], w[0], atol=1e-3)
+    with torch.no_grad():  # the image moves by about the noise's 1e-3
+        assert (wide(y) - narrow(y)).abs().mean() < 0.01 * narrow(y).abs().mean()
     with pytest.raises(ValueError, match="narrow"):
         widen_backward_net(wide, narrow, torch.Generator())
 
@@ -266,7 +271,7 @@ def test_decoder_only_training_of_a_wider_backward_net_keeps_the_files(patch_dir
     t.run(max_steps=15)
     after = t.model.state_dict()
     changed = {k.split(".")[0] for k in before if not torch.equal(before[k], after[k])}
-    assert changed == {"backward_net", "log_inv_gain"}
+    assert changed == {"backward_net"}  # the gains too stay: Codec.fmaps returns the same
     val1 = t.validate()
     assert val1["val_bpp_mid"] == val0["val_bpp_mid"]  # the rate cannot move
     assert val1["val_psnr_mid"] > val0["val_psnr_mid"] - 0.5
@@ -279,6 +284,10 @@ def test_decoder_only_training_of_a_wider_backward_net_keeps_the_files(patch_dir
                        b.quantized_fmaps(b.encode(img, 50))[1])
     with pytest.raises(ValueError, match="train_parts"):
         Trainer(tiny_config(patch_dir, train_parts="decoder"), tmp_path / "c", quiet=True)
+    other_anchors = dataclasses.replace(wide_model, lambdas=(0.001, 0.01, 0.1))
+    with pytest.raises(ValueError, match="keeps the source's lambdas"):
+        Trainer(tiny_config(patch_dir, model=other_anchors, init_from=str(source),
+                            train_parts="decoder"), tmp_path / "e", quiet=True)
     narrow = dataclasses.replace(wide_model, backward_channels=4)
     with pytest.raises(ValueError, match="may be wider"):
         Trainer(tiny_config(patch_dir, model=narrow, init_from=str(source)), tmp_path / "d",

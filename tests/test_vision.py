@@ -574,6 +574,11 @@ def test_table1_benchmark_smoke_run(data_dir, tiny_model_dir, tmp_path, load_ben
     monkeypatch.setattr(D.FMapCache, "__init__", _counting(D.FMapCache.__init__, built))
     res = bench.main(args)
     assert len(built) == 1  # the heads share one fMap cache
+    first = HeadTrainer(HeadTrainConfig.from_dict({**base, "steps": 3}),
+                        tmp_path / "runs" / "fmaps4_quantized", resume=True, quiet=True)
+    with pytest.raises(ValueError, match="shared fMap cache"):  # ... only where it fits
+        HeadTrainer(tiny_config(data_dir, tiny_model_dir, fmap_cache=(64,), crop=48),
+                    tmp_path / "other", quiet=True, cache=first.cache)
     assert [(r["fmaps"], r["quantized"]) for r in res["rows"]] == [(4, True), (16, True),
                                                                    (4, False)]
     assert all(r["steps"] == 3 and 0 <= r["val_top1"] <= 1 for r in res["rows"])

@@ -76,9 +76,10 @@ class TrainConfig:
     # Start from these weights (a checkpoint.pt or a released model folder) with a fresh optimiser
     # and schedule: a warm restart of a finished run. The model config must match.
     init_from: str | None = None
-    # "all", or "decoder": only the backward network and the inverse gains train (the encoder,
-    # entropy model and so the fMaps and file sizes stay those of init_from), on the mean PSNR
-    # over the batch's qualities; e.g. after widening the backward network (backward_channels).
+    # "all", or "decoder": only the backward network trains (the encoder, gains and entropy
+    # model, so the coded fMaps, the file sizes and what Codec.fmaps returns, stay those of
+    # init_from; its first conv can rescale its inputs as the inverse gains would), on the mean
+    # PSNR over the batch's qualities; e.g. after widening it (backward_channels).
     train_parts: str = "all"
     seed: int = 0
     threads: int = 0  # 0: all cores
@@ -135,7 +136,7 @@ def check_config(cfg: TrainConfig) -> None:
                          "variable-rate schedule")
 
 
-def initial_weights(path: Path, model_cfg: ModelConfig) -> dict:
+def initial_weights(path: Path, model_cfg: ModelConfig, train_parts: str = "all") -> dict:
     """The network weights of a checkpoint.pt or a released model folder, for `init_from`.
 
     The source must have the same network, except that its quality anchors (`lambdas`) may
@@ -157,6 +158,9 @@ def initial_weights(path: Path, model_cfg: ModelConfig) -> dict:
         raise ValueError(f"{path}: its model config differs from the run's; init_from needs the "
                          "same network (only the lambdas may differ, and the backward network "
                          "may be wider)")
+    if train_parts == "decoder" and model.cfg.lambdas != model_cfg.lambdas:
+        raise ValueError(f"{path}: a decoder-only run keeps the source's lambdas (other "
+                         "anchors would change every file)")
     if model.cfg.decoder_channels < model_cfg.decoder_channels:
         wide = BackwardNet(model_cfg)
         widen_backward_net(model.backward_net, wide, torch.Generator().manual_seed(0))
@@ -236,7 +240,7 @@ class Trainer:
         self.model = CodedVisionModel(cfg.model).to(memory_format=torch.channels_last)
         if cfg.train_parts == "decoder":
             for name, p in self.model.named_parameters():
-                p.requires_grad_(name.startswith("backward_net.") or name == "log_inv_gain")
+                p.requires_grad_(name.startswith("backward_net."))
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.opt = torch.optim.Adam(self.params, lr=cfg.lr)
         self.gen = torch.Generator().manual_seed(cfg.seed)
@@ -251,7 +255,8 @@ class Trainer:
             RunLog(self.run_dir / "log.csv", self.LOG_FIELDS).truncate_after(self.step)
             RunLog(self.run_dir / "snapshots.csv", SNAPSHOT_FIELDS).truncate_after(self.step)
         elif cfg.init_from:
-            self.model.load_state_dict(initial_weights(Path(cfg.init_from), cfg.model))
+            self.model.load_state_dict(initial_weights(Path(cfg.init_from), cfg.model,
+                                                       cfg.train_parts))
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
 

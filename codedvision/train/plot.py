@@ -20,7 +20,7 @@ def plot_log(run_dir: Path, out: Path | None = None) -> Path:
     step = [int(r["step"]) for r in rows]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for ax, key, label in zip(axes, ("loss", "bpp", "psnr"),
-                              ("RD loss", "rate (estimated bpp)", "PSNR (dB)")):
+                              ("training loss", "rate (estimated bpp)", "PSNR (dB)")):
         ax.plot(step, [float(r[key]) for r in rows], lw=0.8, alpha=0.6, label="train batches")
         if key != "loss":
             for q in ("low", "mid", "high"):

@@ -197,9 +197,14 @@ class HeadTrainer:
                                      cfg.quality_range)
         self.cache = None
         if cfg.fmap_cache:
-            self.cache = cache or D.FMapCache(self.codec.model.forward_net, self.data.train,
-                                     cfg.fmap_cache, self.codec.cfg.stride, d, cfg.crop // d,
-                                     progress=not quiet)
+            if cache is not None and cache.settings != D.FMapCache.settings_of(
+                    self.codec.model_id, cfg.fmap_cache, d, cfg.crop // d, self.data.train):
+                raise ValueError("the shared fMap cache was built for another codec, sides, "
+                                 "crop or data")
+            self.cache = cache if cache is not None else D.FMapCache(
+                self.codec.model.forward_net, self.data.train, cfg.fmap_cache,
+                self.codec.cfg.stride, d, cfg.crop // d, progress=not quiet,
+                codec_id=self.codec.model_id)
         self.step = 0
         self.best: dict | None = None
         self.last_val: dict | None = None
