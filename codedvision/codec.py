@@ -7,8 +7,9 @@
     first = codec.fmaps(data, channels=32)     # (1, 32, h, w): decodes only the first group
 
 Encoding: pad to a multiple of the model stride (edge replication) -> forward net -> x gain(q)
--> round -> [hyperprior: z = round(h_a(.)), coded with per-channel tables; scale indices from
-the exact integer hyper-synthesis] -> range coding, the fMaps in groups of FMAP_GROUP channels
+-> round -> [hyperprior: z = round(h_a(.)), coded with per-channel tables; scale indices (and,
+mean-scale models, the means that the fMaps are rounded around) from the exact integer
+hyper-synthesis] -> range coding, the fMaps in groups of FMAP_GROUP channels
 -> container. Decoding mirrors it and crops; a reader that needs only the first fMaps stops
 after their groups (released models store their fMaps most-spread first).
 """
@@ -109,7 +110,8 @@ class Codec:
 
     def quantized_fmaps(self, data: bytes, channels: int | None = None
                         ) -> tuple[Header, torch.Tensor]:
-        """The header and the integer fMaps exactly as coded (1,M,h,w), or their first
+        """The header and the quantized fMaps (1,M,h,w) as decoded, before the inverse gain:
+        the coded integers (mean-scale models: plus their predicted means), or their first
         `channels` (for tests and tools)."""
         return self._entropy_decode(data, channels)
 
@@ -138,17 +140,24 @@ class Codec:
                 self._gain_cache[quality] = self.model.gains(torch.tensor([pos]))
         return self._gain_cache[quality]
 
-    def _scale_indices(self, z_int: torch.Tensor, channels: int | None = None) -> np.ndarray:
-        t = self.hs_exact(z_int, channels)
-        # only IEEE-exact float64 operations from here: identical on every machine
-        idx = np.floor((t - self.log_min) / self.log_step + 0.5)
-        return np.clip(idx, 0, self.cfg.num_scales - 1).astype(np.int64)
+    def _hyper_params(self, z_int: torch.Tensor, channels: int
+                      ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Table (scale) indices and, for a mean-scale model, means of the first `channels`
+        fMaps, from the exact integer hyper-synthesis: identical on every machine."""
+        outputs = np.arange(channels)
+        if self.cfg.mean_scale:  # its output channels: M log-scales, then M means
+            outputs = np.concatenate([outputs, outputs + self.cfg.fmaps])
+        t = self.hs_exact(z_int, outputs)
+        mean = t[:, channels:] if self.cfg.mean_scale else None  # multiples of 2**-ACT_BITS
+        # only IEEE-exact float64 operations from here
+        idx = np.floor((t[:, :channels] - self.log_min) / self.log_step + 0.5)
+        return np.clip(idx, 0, self.cfg.num_scales - 1).astype(np.int64), mean
 
     def _code(self, y: torch.Tensor, h: int, w: int, quality: int) -> bytes:
         gain, _ = self._gains(quality)
         y_g = y * gain
         lim = coder.VALUE_LIMIT
-        y_int = torch.round(y_g).clamp(-lim, lim)
+        mean = None
         enc = coder.RangeEncoder()
         if self.hyper:
             with torch.no_grad():
@@ -156,10 +165,14 @@ class Codec:
             z_int = torch.round(z).clamp(-lim, lim)
             coder.encode(enc, z_int.numpy().astype(np.int64), _channel_ids(z_int.shape),
                          self.z_tables)
-            y_ids = self._scale_indices(z_int)
+            y_ids, mean = self._hyper_params(z_int, self.cfg.fmaps)
         else:
-            y_ids = _channel_ids(y_int.shape)
-        y_np = y_int.numpy().astype(np.int64)
+            y_ids = _channel_ids(y_g.shape)
+        if mean is None:
+            y_np = torch.round(y_g).clamp(-lim, lim).numpy().astype(np.int64)
+        else:  # the symbols are y - mean, rounded
+            y_np = np.clip(np.round(y_g.numpy().astype(np.float64) - mean), -lim, lim
+                           ).astype(np.int64)
         for g in _fmap_groups(y_np.shape[1]):  # channel groups, each with its escapes
             coder.encode(enc, y_np[:, g], y_ids[:, g], self.y_tables)
         payload = enc.get_compressed().astype("<u4").tobytes()
@@ -200,13 +213,14 @@ class Codec:
         s, d = self.cfg.stride, 2**self.cfg.downsamples
         hp, wp = -(-header.height // s) * s, -(-header.width // s) * s
         y_shape = (1, coded, hp // d, wp // d)
+        mean = None
         try:
             dec = coder.RangeDecoder(np.frombuffer(payload, dtype="<u4").astype(np.uint32))
             if self.hyper:
                 z_shape = (1, self.cfg.hyper_channels, y_shape[2] // 4, y_shape[3] // 4)
                 z = coder.decode(dec, _channel_ids(z_shape), self.z_tables)
                 z_int = torch.from_numpy(z.reshape(z_shape)).double()
-                y_ids = self._scale_indices(z_int, coded)
+                y_ids, mean = self._hyper_params(z_int, coded)
             else:
                 y_ids = _channel_ids(y_shape)
             y = np.concatenate([
@@ -216,6 +230,8 @@ class Codec:
             raise FormatError("corrupted payload (hyper-latents out of range)") from None
         except (ValueError, RuntimeError, AssertionError) as e:  # constriction on garbage
             raise FormatError(f"corrupted payload ({e})") from None
+        if mean is not None:  # exact: multiples of 2**-8 (in float32 too below 2**16)
+            y = y + mean
         return header, torch.from_numpy(y[:, :channels].astype(np.float32))
 
     def _tiled(self, net: torch.nn.Module, x: torch.Tensor, stride: int, down: bool) -> torch.Tensor:

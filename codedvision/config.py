@@ -37,6 +37,8 @@ class ModelConfig:
         num_scales, scale_min, scale_max: the scale table of the Gaussian conditional model.
         backward_channels: feature channels of the backward network when it is wider than
             the forward one (0: `channels`). The fMaps and the bitstream do not depend on it.
+        mean_scale: hyperprior only: the hyper-synthesis predicts each fMap's mean as well as
+            its scale (Minnen et al. 2018), and the coder codes round(y - mean).
     """
 
     channels: int = 64
@@ -50,6 +52,7 @@ class ModelConfig:
     scale_min: float = 0.11
     scale_max: float = 64.0
     backward_channels: int = 0
+    mean_scale: bool = False
 
     def __post_init__(self) -> None:
         if self.entropy_model not in ("hyperprior", "factorized"):
@@ -58,6 +61,8 @@ class ModelConfig:
             raise ValueError("channels, fmaps and downsamples must be positive")
         if self.backward_channels < 0:
             raise ValueError("backward_channels must be 0 (as channels) or positive")
+        if self.mean_scale and self.entropy_model != "hyperprior":
+            raise ValueError("mean_scale needs the hyperprior entropy model")
         if len(self.lambdas) < 2 or any(b <= a for a, b in zip(self.lambdas, self.lambdas[1:])):
             raise ValueError("lambdas must be at least two increasing values")
         object.__setattr__(self, "lambdas", tuple(float(x) for x in self.lambdas))
@@ -82,8 +87,9 @@ class ModelConfig:
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["lambdas"] = list(self.lambdas)
-        if not self.backward_channels:  # as the backward network: saved configs stay as before
-            del d["backward_channels"]
+        for key in ("backward_channels", "mean_scale"):  # unused: saved configs stay as before
+            if not d[key]:
+                del d[key]
         return d
 
     @classmethod

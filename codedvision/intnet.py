@@ -62,13 +62,13 @@ class ExactNet:
                 raise TypeError(f"no exact form for {type(layer).__name__}")
 
     @torch.no_grad()
-    def __call__(self, z: torch.Tensor, out_channels: int | None = None) -> np.ndarray:
+    def __call__(self, z: torch.Tensor, outputs=None) -> np.ndarray:
         """Evaluate on integer z (1,C,h,w) exactly: (1,M,H,W) float64 numpy array of outputs,
-        multiples of 2**-ACT_BITS. out_channels: compute only the first this many output
-        channels (each is its own sum, so they equal a full run's; the last layer must be a
-        conv)."""
-        if out_channels is not None and self.layers[-1][0] != "conv":  # pragma: no cover
-            raise TypeError("out_channels needs a network that ends in a conv")
+        multiples of 2**-ACT_BITS. outputs: compute only these output channels (a list or
+        index tensor), in that order (each is its own sum, so they equal a full run's; the
+        last layer must be a conv)."""
+        if outputs is not None and self.layers[-1][0] != "conv":  # pragma: no cover
+            raise TypeError("outputs needs a network that ends in a conv")
         x = z.double() * 2**ACT_BITS
         last = len(self.layers) - 1
         for i, (kind, *args) in enumerate(self.layers):
@@ -77,8 +77,9 @@ class ExactNet:
                 # the same guard for a full and a partial run: corrupt data fails alike
                 if float(x.abs().amax()) * gain + bias_max >= EXACT_LIMIT:
                     raise ExactIntegerError("hyper-latents out of range")
-                if i == last and out_channels is not None:
-                    w, b = w[:out_channels], b[:out_channels]
+                if i == last and outputs is not None:
+                    index = torch.as_tensor(outputs, dtype=torch.long)
+                    w, b = w[index], b[index]
                 x = F.conv2d(x, w, b, stride=stride, padding=padding)
                 x = torch.floor(x * 2.0**-WEIGHT_BITS)
             elif kind == "shuffle":

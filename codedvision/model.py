@@ -3,6 +3,8 @@
     x ──ForwardNet──> y ──× gain(q)──> y_g ──round──> ŷ_g ──× inv_gain(q)──> BackwardNet ──> x̂
                                         │                 (the fMaps)
                         hyperprior:     └─|·|─HyperAnalysis─> z ──round──> ẑ ──HyperSynthesis──> scales of ŷ_g
+                        mean-scale (cfg.mean_scale): HyperAnalysis reads y_g's signs too,
+                        HyperSynthesis also predicts means, and ŷ_g = round(y_g - mean) + mean
 
 Variable rate in one model (after Cui et al., "Asymmetric gained deep image compression"):
 each quality anchor k has a learned gain vector g_k and inverse gain vector g'_k over the M
@@ -86,8 +88,9 @@ class CodedVisionModel(nn.Module):
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
             y = self.forward_net(x)
         y = y.float() * gain
-        noisy = y + torch.empty_like(y).uniform_(-0.5, 0.5)
+        noise = torch.empty_like(y).uniform_(-0.5, 0.5)
         bits = torch.zeros(x.shape[0], device=x.device)
+        mean = None
         if self.cfg.entropy_model == "hyperprior":
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
                 z = self.hyper_analysis(y)
@@ -95,17 +98,36 @@ class CodedVisionModel(nn.Module):
             z_noisy = z + torch.empty_like(z).uniform_(-0.5, 0.5)
             bits = bits - torch.log2(self.z_model.likelihood(z_noisy)).sum((1, 2, 3))
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-                log_scale = self.hyper_synthesis(round_ste(z))
-            lik_y = self.y_model.likelihood(noisy, log_scale.float())
+                hyper = self.hyper_synthesis(round_ste(z))
+            log_scale, mean = self.split_hyper(hyper.float())
+            centred = y if mean is None else y - mean
+            lik_y = self.y_model.likelihood(centred + noise, log_scale)
         else:
-            lik_y = self.y_model.likelihood(noisy)
+            lik_y = self.y_model.likelihood(y + noise)
         bits = bits - torch.log2(lik_y).sum((1, 2, 3))
-        y_hat = round_ste(y) * inv_gain
+        y_hat = (round_ste(y) if mean is None else round_ste(y - mean) + mean) * inv_gain
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
             x_hat = self.backward_net(y_hat)
         x_hat = x_hat.float()
         mse = F.mse_loss(x_hat, x, reduction="none").mean((1, 2, 3))
         return {"x_hat": x_hat, "bits": bits, "mse": mse}
+
+    def split_hyper(self, hyper: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The hyper-synthesis output as (log-scales, means or None)."""
+        if not self.cfg.mean_scale:
+            return hyper, None
+        m = self.cfg.fmaps
+        return hyper[:, :m], hyper[:, m:]
+
+    @torch.no_grad()
+    def quantize(self, y_g: torch.Tensor, limit: float) -> torch.Tensor:
+        """The quantized fMaps for gained fMaps y_g: round(y_g), or round(y_g - mean) + mean for
+        a mean-scale model (its means from the float hyper networks: a file's, from the exact
+        integer ones, can differ by a rounding); coded values clamped to +-limit."""
+        if not self.cfg.mean_scale:
+            return torch.round(y_g).clamp(-limit, limit)
+        mean = self.split_hyper(self.hyper_synthesis(torch.round(self.hyper_analysis(y_g))))[1]
+        return torch.round(y_g - mean).clamp(-limit, limit) + mean
 
     def rd_loss(self, out: dict, position: torch.Tensor, num_pixels: int, rate_weight: float = 1.0):
         """Mean over the batch of lambda*255^2*MSE + rate_weight*bpp; also returns bpp, psnr."""
@@ -126,16 +148,22 @@ class CodedVisionModel(nn.Module):
             raise ValueError("order must be a permutation of the fMap channels")
         out_convs = [self.forward_net.net[-1]]
         in_convs = [self.backward_net.net[0]]
+        # mean-scale: the hyper-synthesis emits scales then means, the hyper-analysis reads
+        # |y| then y: both halves follow
+        both = torch.cat([order, order + self.cfg.fmaps]) if self.cfg.mean_scale else order
+        out_orders, in_orders = [order], [order]
         if self.cfg.entropy_model == "hyperprior":
             out_convs.append(self.hyper_synthesis.net[-1])
             in_convs.append(self.hyper_analysis.net[0])
+            out_orders.append(both)
+            in_orders.append(both)
         else:
             self.y_model.logits.copy_(self.y_model.logits[order])
-        for c in out_convs:
-            c.weight.copy_(c.weight[order])
-            c.bias.copy_(c.bias[order])
-        for c in in_convs:
-            c.weight.copy_(c.weight[:, order])
+        for c, o in zip(out_convs, out_orders):
+            c.weight.copy_(c.weight[o])
+            c.bias.copy_(c.bias[o])
+        for c, o in zip(in_convs, in_orders):
+            c.weight.copy_(c.weight[:, o])
         self.log_gain.copy_(self.log_gain[:, order])
         self.log_inv_gain.copy_(self.log_inv_gain[:, order])
 

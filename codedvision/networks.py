@@ -133,23 +133,31 @@ class BackwardNet(nn.Module):
 
 
 class HyperAnalysis(nn.Module):
-    """|fMaps| (B,M,h,w) -> hyper-latents z (B,Nh,h/4,w/4)."""
+    """|fMaps| (B,M,h,w) -> hyper-latents z (B,Nh,h/4,w/4). Mean-scale models (cfg.mean_scale)
+    read the signed fMaps too, as input channels M..2M-1 (the means need the signs); their
+    weights start at zero, so a mean-scale model starts as the scale-only one."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         m, nh = cfg.fmaps, cfg.hyper_channels
+        self.mean_scale = cfg.mean_scale
         self.net = nn.Sequential(
-            conv(m, nh, 3, before_prelu=True), nn.ReLU(),
+            conv(m * (2 if cfg.mean_scale else 1), nh, 3, before_prelu=True), nn.ReLU(),
             conv(nh, nh, 4, stride=2, before_prelu=True), nn.ReLU(),
             conv(nh, nh, 4, stride=2),
         )
+        if cfg.mean_scale:
+            with torch.no_grad():
+                self.net[0].weight[:, m:] = 0
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.abs(y))
+        return self.net(torch.cat([torch.abs(y), y], 1) if self.mean_scale else torch.abs(y))
 
 
 class HyperSynthesis(nn.Module):
-    """Quantized z (B,Nh,h/4,w/4) -> log-scales (B,M,h,w) of the fMaps' Gaussian model.
+    """Quantized z (B,Nh,h/4,w/4) -> log-scales (B,M,h,w) of the fMaps' Gaussian model, followed
+    by their means (B,M,h,w) when cfg.mean_scale (channels M..2M-1; they start at zero, so a
+    mean-scale model starts as the scale-only one).
 
     Only convolutions, pixel shuffles and ReLUs, so that it can run in exact integer arithmetic
     at coding time (see codedvision.intnet): the decoder must pick the same probability tables
@@ -162,8 +170,12 @@ class HyperSynthesis(nn.Module):
         self.net = nn.Sequential(
             conv(nh, nh * 4, 3, before_prelu=True), nn.PixelShuffle(2), nn.ReLU(),
             conv(nh, nh * 4, 3, before_prelu=True), nn.PixelShuffle(2), nn.ReLU(),
-            conv(nh, m, 3),
+            conv(nh, m * (2 if cfg.mean_scale else 1), 3),
         )
+        if cfg.mean_scale:
+            with torch.no_grad():
+                self.net[-1].weight[m:] = 0
+                self.net[-1].bias[m:] = 0
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z)

@@ -32,10 +32,18 @@ SAMPLE_PHOTO = Path(codedvision.__file__).resolve().parent / "data" / "sample.pn
 torch.set_num_threads(1)
 
 
-def _export_tiny(folder: Path, entropy_model: str) -> Path:
+def _export_tiny(folder: Path, entropy_model: str, mean_scale: bool = False) -> Path:
     torch.manual_seed(0)
-    cfg = ModelConfig(channels=16, fmaps=16, hyper_channels=16, entropy_model=entropy_model)
-    release.export(CodedVisionModel(cfg), folder)
+    cfg = ModelConfig(channels=16, fmaps=16, hyper_channels=16, entropy_model=entropy_model,
+                      mean_scale=mean_scale)
+    model = CodedVisionModel(cfg)
+    if mean_scale:  # the means (and the signed input) start at zero: give them a say
+        last, first = model.hyper_synthesis.net[-1], model.hyper_analysis.net[0]
+        with torch.no_grad():
+            last.weight[16:] = torch.randn_like(last.weight[16:]) * 0.05
+            last.bias[16:] = torch.randn(16) * 3
+            first.weight[:, 16:] = torch.randn_like(first.weight[:, 16:]) * 0.05
+    release.export(model, folder)
     return folder
 
 
@@ -48,6 +56,12 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_codec(tiny_model_dir) -> Codec:
     return Codec(tiny_model_dir)
+
+
+@pytest.fixture(scope="session")
+def mean_scale_codec(tmp_path_factory) -> Codec:
+    """A tiny random mean-scale hyperprior model (non-zero means)."""
+    return Codec(_export_tiny(tmp_path_factory.mktemp("tiny_mean_scale"), "hyperprior", True))
 
 
 @pytest.fixture(scope="session")

@@ -17,16 +17,21 @@ from codedvision.model import CodedVisionModel
 from conftest import synthetic
 
 
-def coded_integers(codec, image: Image.Image, quality: int) -> torch.Tensor:
-    """The integer fMaps the encoder should code, recomputed from the model directly:
-    pad by edge replication to the stride, forward net, x gain, round (small images only)."""
+def gained_fmaps(codec, image: Image.Image, quality: int) -> torch.Tensor:
+    """y * gain recomputed from the model directly: pad by edge replication to the stride,
+    forward net, x gain (small images only)."""
     x = torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)[None].float() / 255
     s = codec.cfg.stride
     x = F.pad(x, (0, -x.shape[3] % s, 0, -x.shape[2] % s), mode="replicate")
     with torch.no_grad():
         gain, _ = codec.model.gains(torch.tensor([quality_to_position(quality,
                                                                       len(codec.cfg.lambdas))]))
-        return torch.round(codec.model.forward_net(x) * gain)
+        return codec.model.forward_net(x) * gain
+
+
+def coded_integers(codec, image: Image.Image, quality: int) -> torch.Tensor:
+    """The integer fMaps a scale-only encoder should code: round(y * gain)."""
+    return torch.round(gained_fmaps(codec, image, quality))
 
 
 def expected_fmap_shape(codec, width: int, height: int) -> tuple[int, int, int, int]:
@@ -113,14 +118,17 @@ def test_large_image_round_trips_tile_by_tile(tiny_codec, photo):
 
 # -- both entropy models -------------------------------------------------------------------------
 
-@pytest.mark.parametrize("which", ["tiny_codec", "factorized_codec"])
+@pytest.mark.parametrize("which", ["tiny_codec", "factorized_codec", "mean_scale_codec"])
 def test_both_entropy_models_round_trip(request, which, photo):
     codec = request.getfixturevalue(which)
     crop = photo.crop((0, 0, 200, 130))
     data = codec.encode(crop, quality=70)
     assert codec.decode(data).size == (200, 130)
     _, y_hat = codec.quantized_fmaps(data)
-    assert torch.equal(y_hat, coded_integers(codec, crop, 70))
+    if codec.cfg.mean_scale:  # rounded around the means: within half a step of y * gain
+        assert (y_hat - gained_fmaps(codec, crop, 70)).abs().max() <= 0.5 + 1e-4
+    else:
+        assert torch.equal(y_hat, coded_integers(codec, crop, 70))
     assert codec.fmaps(data).shape == expected_fmap_shape(codec, 200, 130)
 
 
@@ -205,7 +213,7 @@ def test_target_bpp_must_be_positive(tiny_codec, bpp):
 
 # -- channel groups: decoding only the first fMaps ------------------------------------------------
 
-@pytest.mark.parametrize("which", ["tiny_codec", "factorized_codec"])
+@pytest.mark.parametrize("which", ["tiny_codec", "factorized_codec", "mean_scale_codec"])
 def test_first_fmaps_decode_alone_and_equal_the_full_decode(request, which, small_photo,
                                                             monkeypatch):
     """With groups of 4 channels (16 fMaps: 4 groups), asking for the first 5 fMaps decodes 2
@@ -214,7 +222,8 @@ def test_first_fmaps_decode_alone_and_equal_the_full_decode(request, which, smal
     monkeypatch.setattr(codec_module, "FMAP_GROUP", 4)
     data = codec.encode(small_photo, quality=45)
     _, full = codec.quantized_fmaps(data)
-    assert torch.equal(full, coded_integers(codec, small_photo, 45))
+    if not codec.cfg.mean_scale:  # (mean-scale: test_mean_scale_codes_around_exact_means)
+        assert torch.equal(full, coded_integers(codec, small_photo, 45))
     decoded = []
     real_decode = codec_module.coder.decode
     monkeypatch.setattr(codec_module.coder, "decode",
@@ -238,11 +247,17 @@ def test_shipped_model_decodes_its_first_group_alone(default_codec, small_photo)
     assert default_codec.manifest["fmap_order"]["by"].startswith("decreasing spread")
 
 
-@pytest.mark.parametrize("entropy_model", ["hyperprior", "factorized"])
+@pytest.mark.parametrize("entropy_model", ["hyperprior", "factorized", "mean-scale"])
 def test_permuting_fmaps_permutes_every_fmap_path(entropy_model):
     torch.manual_seed(3)
-    cfg = ModelConfig(channels=16, fmaps=16, hyper_channels=16, entropy_model=entropy_model)
+    mean_scale = entropy_model == "mean-scale"
+    cfg = ModelConfig(channels=16, fmaps=16, hyper_channels=16, mean_scale=mean_scale,
+                      entropy_model="hyperprior" if mean_scale else entropy_model)
     model = CodedVisionModel(cfg).eval()
+    if mean_scale:  # the halves that start at zero: the means and the signed input
+        with torch.no_grad():
+            model.hyper_synthesis.net[-1].weight.normal_(0, 0.05)
+            model.hyper_analysis.net[0].weight.normal_(0, 0.05)
     x = torch.rand(1, 3, 64, 64)
     pos = torch.tensor([1.3])
     with torch.no_grad():
@@ -264,9 +279,36 @@ def test_permuting_fmaps_permutes_every_fmap_path(entropy_model):
         assert torch.allclose(x_hat2, x_hat, atol=1e-4)
         if cfg.entropy_model == "hyperprior":
             assert torch.allclose(model.hyper_analysis(y[:, order]), z, atol=1e-4)
-            assert torch.allclose(model.hyper_synthesis(torch.round(z)), scales[:, order],
+            both = torch.cat([order, order + 16]) if mean_scale else order
+            assert torch.allclose(model.hyper_synthesis(torch.round(z)), scales[:, both],
                                   atol=1e-5)
         else:
             assert torch.equal(model.y_model.pmf(), pmf[order])
     with pytest.raises(ValueError, match="permutation"):
         model.permute_fmaps(torch.zeros(16, dtype=torch.long))
+
+
+def test_mean_scale_codes_around_exact_means(mean_scale_codec, small_photo):
+    """A mean-scale file holds round(y*gain - mean) with the means of the exact integer
+    hyper-synthesis; decoding adds them back: within half a step of y*gain, not integers."""
+    codec = mean_scale_codec
+    data = codec.encode(small_photo, quality=55)
+    _, y_hat = codec.quantized_fmaps(data)
+    y_g = gained_fmaps(codec, small_photo, 55)
+    with torch.no_grad():
+        z = torch.round(codec.model.hyper_analysis(y_g)).double()
+    _, mean = codec._hyper_params(z, codec.cfg.fmaps)
+    sym = y_hat.double().numpy() - mean
+    assert np.array_equal(sym, np.round(sym))  # integers once the exact means are removed
+    assert np.abs(mean).max() > 1 and not torch.equal(y_hat, torch.round(y_hat))
+    assert (y_hat - y_g).abs().max() <= 0.5 + 1e-4
+    # the float hyper networks (what classifier training uses) agree up to rare rounding flips
+    from codedvision.vision.data import quantized_fmaps
+
+    x = torch.from_numpy(np.array(small_photo)).permute(2, 0, 1)[None].float() / 255
+    x = F.pad(x, (0, -x.shape[3] % codec.cfg.stride, 0, -x.shape[2] % codec.cfg.stride),
+              mode="replicate")
+    with torch.no_grad():
+        approx = quantized_fmaps(codec, codec.model.forward_net(x), torch.tensor([55]))
+    steps = ((approx - codec.fmaps(data)) / codec._gains(55)[1]).abs()  # in quantizer steps
+    assert (steps < 0.01).float().mean() > 0.95 and steps.max() < 1.01

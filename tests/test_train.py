@@ -292,3 +292,27 @@ def test_decoder_only_training_of_a_wider_backward_net_keeps_the_files(patch_dir
     with pytest.raises(ValueError, match="may be wider"):
         Trainer(tiny_config(patch_dir, model=narrow, init_from=str(source)), tmp_path / "d",
                 quiet=True)
+
+
+def test_a_scale_only_run_continues_as_mean_scale(patch_dir, tmp_path):
+    first = Trainer(tiny_config(patch_dir), tmp_path / "a", quiet=True)
+    first.run(max_steps=10)
+    model = dataclasses.replace(tiny_config(patch_dir).model, mean_scale=True)
+    t = Trainer(tiny_config(patch_dir, model=model, init_from=str(tmp_path / "a" / "checkpoint.pt")),
+                tmp_path / "b", quiet=True)
+    same = [(k, v) for k, v in t.validate().items() if not math.isnan(v)]
+    assert same and same == [(k, v) for k, v in first.validate().items()
+                             if not math.isnan(v)]  # the means start at zero: the same model
+    losses = [t.train_step()["loss"] for _ in range(10)]
+    assert all(np.isfinite(losses))
+    means = t.model.hyper_synthesis.net[-1].weight[8:]
+    signed = t.model.hyper_analysis.net[0].weight[:, 8:]
+    assert means.abs().sum() > 0 and signed.abs().sum() > 0  # ... and then learn
+    t.save_checkpoint()
+    export_checkpoint(tmp_path / "b" / "checkpoint.pt", tmp_path / "rel")
+    codec = Codec(tmp_path / "rel")
+    img = np.asarray(Image.open(next((patch_dir / "patches").iterdir())))[:64, :64]
+    assert codec.decode(codec.encode(img, 50)).size == (64, 64)
+    with pytest.raises(ValueError, match="may become mean-scale"):  # not the other way round
+        Trainer(tiny_config(patch_dir, init_from=str(tmp_path / "b" / "checkpoint.pt")),
+                tmp_path / "c", quiet=True)

@@ -172,11 +172,10 @@ def gains(codec, qualities: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 @torch.no_grad()
 def quantized_fmaps(codec, y: torch.Tensor, qualities: torch.Tensor) -> torch.Tensor:
-    """What `Codec.fmaps` returns for forward-net output y: round(y * gain), clamped to the
-    coder's range, times the inverse gain."""
+    """What `Codec.fmaps` returns for forward-net output y: round(y * gain) (mean-scale
+    models: around the predicted means), clamped to the coder's range, times the inverse gain."""
     gain, inv_gain = gains(codec, qualities)
-    lim = coder.VALUE_LIMIT
-    return torch.round(y * gain).clamp(-lim, lim) * inv_gain
+    return codec.model.quantize(y * gain, coder.VALUE_LIMIT) * inv_gain
 
 
 @torch.no_grad()
