@@ -97,7 +97,10 @@ class CodedVisionModel(nn.Module):
             z = z.float()
             z_noisy = z + torch.empty_like(z).uniform_(-0.5, 0.5)
             bits = bits - torch.log2(self.z_model.likelihood(z_noisy)).sum((1, 2, 3))
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            # means enter y_hat itself: bf16's 8 significant bits would move them by up to a
+            # quarter step (the codec's are exact to 2**-8), so mean-scale runs this in fp32
+            with torch.autocast("cpu", dtype=torch.bfloat16,
+                                enabled=autocast and not self.cfg.mean_scale):
                 hyper = self.hyper_synthesis(round_ste(z))
             log_scale, mean = self.split_hyper(hyper.float())
             centred = y if mean is None else y - mean
@@ -122,11 +125,17 @@ class CodedVisionModel(nn.Module):
     @torch.no_grad()
     def quantize(self, y_g: torch.Tensor, limit: float) -> torch.Tensor:
         """The quantized fMaps for gained fMaps y_g: round(y_g), or round(y_g - mean) + mean for
-        a mean-scale model (its means from the float hyper networks: a file's, from the exact
-        integer ones, can differ by a rounding); coded values clamped to +-limit."""
+        a mean-scale model; coded values clamped to +-limit. The means come from the float
+        hyper networks on y_g alone (edge-padded to their 4-position grid): a file's come from
+        the exact integer ones over the whole padded picture, so near y_g's borders (a crop, a
+        window of the fMap cache) and by rounding they can differ; an approximation for
+        training classifier heads."""
         if not self.cfg.mean_scale:
             return torch.round(y_g).clamp(-limit, limit)
-        mean = self.split_hyper(self.hyper_synthesis(torch.round(self.hyper_analysis(y_g))))[1]
+        h, w = y_g.shape[2:]
+        padded = F.pad(y_g, (0, -w % 4, 0, -h % 4), mode="replicate")
+        hyper = self.hyper_synthesis(torch.round(self.hyper_analysis(padded)))
+        mean = self.split_hyper(hyper)[1][:, :, :h, :w]
         return torch.round(y_g - mean).clamp(-limit, limit) + mean
 
     def rd_loss(self, out: dict, position: torch.Tensor, num_pixels: int, rate_weight: float = 1.0):

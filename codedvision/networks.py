@@ -135,7 +135,8 @@ class BackwardNet(nn.Module):
 class HyperAnalysis(nn.Module):
     """|fMaps| (B,M,h,w) -> hyper-latents z (B,Nh,h/4,w/4). Mean-scale models (cfg.mean_scale)
     read the signed fMaps too, as input channels M..2M-1 (the means need the signs); their
-    weights start at zero, so a mean-scale model starts as the scale-only one."""
+    weights start at zero, so a scale-only model continued as mean-scale (`init_from`) starts
+    computing what it did."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -156,8 +157,7 @@ class HyperAnalysis(nn.Module):
 
 class HyperSynthesis(nn.Module):
     """Quantized z (B,Nh,h/4,w/4) -> log-scales (B,M,h,w) of the fMaps' Gaussian model, followed
-    by their means (B,M,h,w) when cfg.mean_scale (channels M..2M-1; they start at zero, so a
-    mean-scale model starts as the scale-only one).
+    by their means (B,M,h,w) when cfg.mean_scale (channels M..2M-1; they start at zero).
 
     Only convolutions, pixel shuffles and ReLUs, so that it can run in exact integer arithmetic
     at coding time (see codedvision.intnet): the decoder must pick the same probability tables

@@ -59,9 +59,14 @@ def tiny_codec(tiny_model_dir) -> Codec:
 
 
 @pytest.fixture(scope="session")
-def mean_scale_codec(tmp_path_factory) -> Codec:
-    """A tiny random mean-scale hyperprior model (non-zero means)."""
-    return Codec(_export_tiny(tmp_path_factory.mktemp("tiny_mean_scale"), "hyperprior", True))
+def mean_scale_model_dir(tmp_path_factory) -> Path:
+    """Release folder of a tiny random mean-scale hyperprior model (non-zero means)."""
+    return _export_tiny(tmp_path_factory.mktemp("tiny_mean_scale"), "hyperprior", True)
+
+
+@pytest.fixture(scope="session")
+def mean_scale_codec(mean_scale_model_dir) -> Codec:
+    return Codec(mean_scale_model_dir)
 
 
 @pytest.fixture(scope="session")

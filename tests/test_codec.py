@@ -312,3 +312,6 @@ def test_mean_scale_codes_around_exact_means(mean_scale_codec, small_photo):
         approx = quantized_fmaps(codec, codec.model.forward_net(x), torch.tensor([55]))
     steps = ((approx - codec.fmaps(data)) / codec._gains(55)[1]).abs()  # in quantizer steps
     assert (steps < 0.01).float().mean() > 0.95 and steps.max() < 1.01
+    with torch.no_grad():  # any crop of the fMaps (validation crops to the picture): no grid
+        y = codec.model.forward_net(x)[:, :, :3, :5]
+        assert quantized_fmaps(codec, y, torch.tensor([55])).shape == y.shape

@@ -285,7 +285,7 @@ def test_decoder_only_training_of_a_wider_backward_net_keeps_the_files(patch_dir
     with pytest.raises(ValueError, match="train_parts"):
         Trainer(tiny_config(patch_dir, train_parts="decoder"), tmp_path / "c", quiet=True)
     other_anchors = dataclasses.replace(wide_model, lambdas=(0.001, 0.01, 0.1))
-    with pytest.raises(ValueError, match="keeps the source's lambdas"):
+    with pytest.raises(ValueError, match="keeps the source's lambdas and entropy model"):
         Trainer(tiny_config(patch_dir, model=other_anchors, init_from=str(source),
                             train_parts="decoder"), tmp_path / "e", quiet=True)
     narrow = dataclasses.replace(wide_model, backward_channels=4)

@@ -635,3 +635,13 @@ def test_heads_saved_with_an_fmap_index_load_or_fail_in_one_line(fmaps_run, tmp_
     with pytest.raises(ValueError, match="do not fit the head's config"):
         ClassifierHead(HeadConfig(fmaps=16, num_classes=3, channels=8, units=1)).load_weights(
             old, "other.pt")
+
+
+def test_an_fmaps_head_trains_on_a_mean_scale_codec(data_dir, mean_scale_model_dir, tmp_path):
+    """Crops and whole val pictures whose fMaps are no multiple of the hyperprior's grid."""
+    for cache in ((), (80,)):
+        t = HeadTrainer(tiny_config(data_dir, mean_scale_model_dir, steps=4, val_every=4,
+                                    crop=48, eval_side=72, fmap_cache=cache),
+                        tmp_path / f"run{len(cache)}", quiet=True)
+        t.run()
+        assert 0 <= t.best["val_top1"] <= 1

@@ -163,9 +163,10 @@ def initial_weights(path: Path, model_cfg: ModelConfig, train_parts: str = "all"
         raise ValueError(f"{path}: its model config differs from the run's; init_from needs the "
                          "same network (only the lambdas may differ, the backward network "
                          "may be wider, and a scale-only model may become mean-scale)")
-    if train_parts == "decoder" and model.cfg.lambdas != model_cfg.lambdas:
-        raise ValueError(f"{path}: a decoder-only run keeps the source's lambdas (other "
-                         "anchors would change every file)")
+    if train_parts == "decoder" and (model.cfg.lambdas != model_cfg.lambdas
+                                     or model.cfg.mean_scale != model_cfg.mean_scale):
+        raise ValueError(f"{path}: a decoder-only run keeps the source's lambdas and entropy "
+                         "model (anything else would change every file)")
     if model_cfg.mean_scale and not model.cfg.mean_scale:
         # the new halves (signed input of the hyper-analysis, means of the hyper-synthesis)
         # start at zero, as in a fresh mean-scale model: the same function as the source

@@ -10,7 +10,8 @@ input="fmaps" (the compressed-domain head), per step:
     -> the codec's FROZEN forward net -> x gain(q) at a random integer quality q per image
     -> round (the real quantization, clamped to the coder's range) -> x inverse gain(q)
     -> head -> cross-entropy.
-So the head sees exactly what `Codec.fmaps` returns for a .cvz of that crop at quality q.
+So the head sees exactly what `Codec.fmaps` returns for a .cvz of that crop at quality q (for a
+mean-scale codec, up to its means, which come from the crop alone: `CodedVisionModel.quantize`).
 
 input="rgb" (the decode-then-classify baselines): the same crops, transformed by `degrade`
 ("none": uncompressed RGB; "jpeg": JPEG round trip at a random quality in `quality_range`;
