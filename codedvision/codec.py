@@ -144,9 +144,9 @@ class Codec:
                       ) -> tuple[np.ndarray, np.ndarray | None]:
         """Table (scale) indices and, for a mean-scale model, means of the first `channels`
         fMaps, from the exact integer hyper-synthesis: identical on every machine."""
-        outputs = np.arange(channels)
+        outputs = slice(0, channels)  # the first: no copy of the weights on the hot path
         if self.cfg.mean_scale:  # its output channels: M log-scales, then M means
-            outputs = np.concatenate([outputs, outputs + self.cfg.fmaps])
+            outputs = np.r_[0:channels, self.cfg.fmaps : self.cfg.fmaps + channels]
         t = self.hs_exact(z_int, outputs)
         mean = t[:, channels:] if self.cfg.mean_scale else None  # multiples of 2**-ACT_BITS
         # only IEEE-exact float64 operations from here

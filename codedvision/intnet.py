@@ -64,9 +64,9 @@ class ExactNet:
     @torch.no_grad()
     def __call__(self, z: torch.Tensor, outputs=None) -> np.ndarray:
         """Evaluate on integer z (1,C,h,w) exactly: (1,M,H,W) float64 numpy array of outputs,
-        multiples of 2**-ACT_BITS. outputs: compute only these output channels (a list or
-        index tensor), in that order (each is its own sum, so they equal a full run's; the
-        last layer must be a conv)."""
+        multiples of 2**-ACT_BITS. outputs: compute only these output channels (a slice, or a
+        list or index tensor, in that order; each is its own sum, so they equal a full run's;
+        the last layer must be a conv)."""
         if outputs is not None and self.layers[-1][0] != "conv":  # pragma: no cover
             raise TypeError("outputs needs a network that ends in a conv")
         x = z.double() * 2**ACT_BITS
@@ -78,8 +78,9 @@ class ExactNet:
                 if float(x.abs().amax()) * gain + bias_max >= EXACT_LIMIT:
                     raise ExactIntegerError("hyper-latents out of range")
                 if i == last and outputs is not None:
-                    index = torch.as_tensor(outputs, dtype=torch.long)
-                    w, b = w[index], b[index]
+                    index = outputs if isinstance(outputs, slice) else torch.as_tensor(
+                        outputs, dtype=torch.long)
+                    w, b = w[index], b[index]  # a slice takes views, an index copies
                 x = F.conv2d(x, w, b, stride=stride, padding=padding)
                 x = torch.floor(x * 2.0**-WEIGHT_BITS)
             elif kind == "shuffle":

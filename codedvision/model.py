@@ -155,23 +155,20 @@ class CodedVisionModel(nn.Module):
         order = torch.as_tensor(order, dtype=torch.long)
         if sorted(order.tolist()) != list(range(self.cfg.fmaps)):
             raise ValueError("order must be a permutation of the fMap channels")
-        out_convs = [self.forward_net.net[-1]]
-        in_convs = [self.backward_net.net[0]]
-        # mean-scale: the hyper-synthesis emits scales then means, the hyper-analysis reads
-        # |y| then y: both halves follow
-        both = torch.cat([order, order + self.cfg.fmaps]) if self.cfg.mean_scale else order
-        out_orders, in_orders = [order], [order]
+        makes = [(self.forward_net.net[-1], order)]  # (conv, the order of its fMap channels)
+        reads = [(self.backward_net.net[0], order)]
         if self.cfg.entropy_model == "hyperprior":
-            out_convs.append(self.hyper_synthesis.net[-1])
-            in_convs.append(self.hyper_analysis.net[0])
-            out_orders.append(both)
-            in_orders.append(both)
+            # mean-scale: the hyper-synthesis emits scales then means, the hyper-analysis reads
+            # |y| then y: both halves follow
+            both = torch.cat([order, order + self.cfg.fmaps]) if self.cfg.mean_scale else order
+            makes.append((self.hyper_synthesis.net[-1], both))
+            reads.append((self.hyper_analysis.net[0], both))
         else:
             self.y_model.logits.copy_(self.y_model.logits[order])
-        for c, o in zip(out_convs, out_orders):
+        for c, o in makes:
             c.weight.copy_(c.weight[o])
             c.bias.copy_(c.bias[o])
-        for c, o in zip(in_convs, in_orders):
+        for c, o in reads:
             c.weight.copy_(c.weight[:, o])
         self.log_gain.copy_(self.log_gain[:, order])
         self.log_inv_gain.copy_(self.log_inv_gain[:, order])
