@@ -181,9 +181,10 @@ class HyperSynthesis(nn.Module):
         return self.net(z)
 
 
-def widen_backward_net(old: BackwardNet, new: BackwardNet, generator: torch.Generator,
-                       noise: float = 1e-3) -> None:
-    """Initialise `new`, a wider BackwardNet, to compute what `old` computes (Net2Net-style).
+def widen_net(old: ForwardNet | BackwardNet, new: ForwardNet | BackwardNet,
+              generator: torch.Generator, noise: float = 1e-3) -> None:
+    """Initialise `new`, a wider ForwardNet or BackwardNet, to compute what `old` computes
+    (Net2Net-style).
 
     Every channel c of the old width n is copied to new channels c, c + n, c + 2n, ...; a
     layer reading such copies weights them by random shares that add up to 1 per old channel,
@@ -191,14 +192,15 @@ def widen_backward_net(old: BackwardNet, new: BackwardNet, generator: torch.Gene
     shares would get gradients that differ only in scale, which Adam normalises away, and
     stay twins: so the added copies' own weights also get noise of `noise` times their
     layer's weight std (the output then moves by about that fraction). The first conv (from
-    the fMaps) and the last (to RGB) keep their outer sides.
+    the image or the fMaps) keeps its input side and the last (to the fMaps or RGB) its
+    output side.
     """
     layers_old, layers_new = list(old.net), list(new.net)
-    if len(layers_old) != len(layers_new):
-        raise ValueError("the backward networks differ in depth")
+    if type(old) is not type(new) or len(layers_old) != len(layers_new):
+        raise ValueError("the networks differ in kind or depth")
     n, wide = layers_old[0].out_channels, layers_new[0].out_channels
     if wide < n:
-        raise ValueError(f"cannot narrow the backward network from {n} to {wide} channels")
+        raise ValueError(f"cannot narrow a network from {n} to {wide} channels")
     src = torch.arange(wide) % n  # the old channel each new channel copies
 
     def shares() -> torch.Tensor:  # random positive weights per new channel, summing to 1 per old
@@ -217,7 +219,7 @@ def widen_backward_net(old: BackwardNet, new: BackwardNet, generator: torch.Gene
         b.weight.copy_(w)
         b.bias.copy_(a.bias[out_src])
 
-    keep = torch.arange(layers_old[-2].out_channels)
+    convs = [i for i, layer in enumerate(layers_old) if isinstance(layer, nn.Conv2d)]
     with torch.no_grad():
         for i, (a, b) in enumerate(zip(layers_old, layers_new)):
             if isinstance(a, ResidualUnit):
@@ -226,6 +228,8 @@ def widen_backward_net(old: BackwardNet, new: BackwardNet, generator: torch.Gene
                 copy_conv(a.body[2], b.body[2], src, True)
             elif isinstance(a, Upsample):  # output channel 4c + s is sub-pixel s of channel c
                 copy_conv(a.conv, b.conv, (src[:, None] * 4 + torch.arange(4)).flatten(), True)
+            elif isinstance(a, nn.PReLU):
+                b.weight.copy_(a.weight[src])
             elif isinstance(a, nn.Conv2d):
-                first = i == 0
-                copy_conv(a, b, src if first else keep, not first)
+                last = i == convs[-1]
+                copy_conv(a, b, torch.arange(a.out_channels) if last else src, i != convs[0])

@@ -233,29 +233,49 @@ def test_init_from_widens_the_quality_range_by_carrying_the_gains_over(patch_dir
                 quiet=True)
 
 
-def test_widened_backward_net_computes_the_same_images():
-    from codedvision.networks import BackwardNet, widen_backward_net
+@pytest.mark.parametrize("which", ["forward", "backward"])
+def test_widened_networks_compute_the_same_outputs(which):
+    from codedvision.networks import BackwardNet, ForwardNet, widen_net
 
+    net, wider = (ForwardNet, dict(channels=13)) if which == "forward" else (
+        BackwardNet, dict(backward_channels=13))
     torch.manual_seed(0)
-    narrow = BackwardNet(ModelConfig(channels=8, fmaps=6))
+    narrow = net(ModelConfig(channels=8, fmaps=6))
     with torch.no_grad():  # the residual branches start at zero: give every layer a say
         for p in narrow.parameters():
             p.add_(torch.randn_like(p) * 0.05)
-    wide = BackwardNet(ModelConfig(channels=8, fmaps=6, backward_channels=13))
-    widen_backward_net(narrow, wide, torch.Generator().manual_seed(1), noise=0.0)
-    y = torch.randn(2, 6, 3, 5)
+    wide = net(ModelConfig(fmaps=6, **{"channels": 8, **wider}))
+    widen_net(narrow, wide, torch.Generator().manual_seed(1), noise=0.0)
+    x = torch.rand(2, 3, 48, 80) if which == "forward" else torch.randn(2, 6, 3, 5)
     with torch.no_grad():
-        assert torch.allclose(wide(y), narrow(y), rtol=1e-4, atol=1e-4)
-    w = wide.net[1].body[0].weight  # copies are read with different shares
+        assert torch.allclose(wide(x), narrow(x), rtol=1e-4, atol=1e-4)
+    body = [m for m in wide.net if hasattr(m, "body")][0].body
+    w = body[0].weight  # copies are read with different shares
     assert not torch.allclose(w[:, 0], w[:, 8])
     assert torch.equal(w[8], w[0])  # ... but computed alike, without noise
-    widen_backward_net(narrow, wide, torch.Generator().manual_seed(1))  # the default: noise
-    w = wide.net[1].body[0].weight
+    widen_net(narrow, wide, torch.Generator().manual_seed(1))  # the default: noise
+    w = body[0].weight
     assert not torch.equal(w[8], w[0]) and torch.allclose(w[8], w[0], atol=1e-3)
-    with torch.no_grad():  # the image moves by about the noise's 1e-3
-        assert (wide(y) - narrow(y)).abs().mean() < 0.01 * narrow(y).abs().mean()
+    with torch.no_grad():  # the output moves by about the noise's 1e-3
+        assert (wide(x) - narrow(x)).abs().mean() < 0.01 * narrow(x).abs().mean()
     with pytest.raises(ValueError, match="narrow"):
-        widen_backward_net(wide, narrow, torch.Generator())
+        widen_net(wide, narrow, torch.Generator())
+
+
+def test_a_run_can_start_from_a_narrower_model(patch_dir, tmp_path):
+    first = Trainer(tiny_config(patch_dir), tmp_path / "a", quiet=True)
+    first.run(max_steps=20)
+    val_a = first.validate()
+    small = tiny_config(patch_dir).model
+    wide = dataclasses.replace(small, channels=small.channels + 4,
+                               backward_channels=small.channels + 8)
+    t = Trainer(tiny_config(patch_dir, model=wide, init_from=str(tmp_path / "a" / "checkpoint.pt")),
+                tmp_path / "b", quiet=True)
+    val_b = t.validate()  # the same rates and images, up to the symmetry-breaking noise
+    for key in ("val_psnr_mid", "val_bpp_mid"):
+        assert val_b[key] == pytest.approx(val_a[key], rel=0.02)
+    t.run(max_steps=5)
+    assert t.model.forward_net.net[0].out_channels == small.channels + 4
 
 
 def test_decoder_only_training_of_a_wider_backward_net_keeps_the_files(patch_dir, tmp_path):
@@ -285,7 +305,7 @@ def test_decoder_only_training_of_a_wider_backward_net_keeps_the_files(patch_dir
     with pytest.raises(ValueError, match="train_parts"):
         Trainer(tiny_config(patch_dir, train_parts="decoder"), tmp_path / "c", quiet=True)
     other_anchors = dataclasses.replace(wide_model, lambdas=(0.001, 0.01, 0.1))
-    with pytest.raises(ValueError, match="keeps the source's lambdas and entropy model"):
+    with pytest.raises(ValueError, match="keeps the source's lambdas, forward"):
         Trainer(tiny_config(patch_dir, model=other_anchors, init_from=str(source),
                             train_parts="decoder"), tmp_path / "e", quiet=True)
     narrow = dataclasses.replace(wide_model, backward_channels=4)

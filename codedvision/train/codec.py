@@ -38,7 +38,7 @@ from torch import nn
 
 from ..config import ModelConfig, check_fields
 from ..model import CodedVisionModel
-from ..networks import BackwardNet, HyperAnalysis, HyperSynthesis, widen_backward_net
+from ..networks import BackwardNet, ForwardNet, HyperAnalysis, HyperSynthesis, widen_net
 from .data import PatchSampler, load_caltech_train, load_patches
 from .plot import plot_log
 from .runlog import RunLog, open_run, save_atomic
@@ -143,8 +143,8 @@ def initial_weights(path: Path, model_cfg: ModelConfig, train_parts: str = "all"
     The source must have the same network, except that its quality anchors (`lambdas`) may
     differ, and then the gain tables are carried over to the new anchors (`transfer_gains`): a
     trained model's quality range can be widened without training it again from scratch; and
-    the backward network may be wider (`backward_channels`), which then starts as a widened
-    copy of the source's computing the same images (`networks.widen_backward_net`); and a
+    the networks may be wider (`channels`, `backward_channels`), which then start as widened
+    copies of the source's computing the same fMaps and images (`networks.widen_net`); and a
     scale-only source may start a mean-scale run (`mean_scale`): its means start at zero, so
     the run starts from the source's rates and images."""
     if path.is_file() and path.suffix == ".pt":
@@ -156,17 +156,20 @@ def initial_weights(path: Path, model_cfg: ModelConfig, train_parts: str = "all"
 
         model = load_release(path)[0]
     same = dataclasses.replace(model.cfg, lambdas=model_cfg.lambdas,
+                               channels=model_cfg.channels,
                                backward_channels=model_cfg.backward_channels,
                                mean_scale=model_cfg.mean_scale)
     if (same != model_cfg or model.cfg.decoder_channels > model_cfg.decoder_channels
+            or model.cfg.channels > model_cfg.channels
             or model.cfg.mean_scale > model_cfg.mean_scale):
         raise ValueError(f"{path}: its model config differs from the run's; init_from needs the "
-                         "same network (only the lambdas may differ, the backward network "
-                         "may be wider, and a scale-only model may become mean-scale)")
+                         "same network (only the lambdas may differ, the networks may be "
+                         "wider, and a scale-only model may become mean-scale)")
     if train_parts == "decoder" and (model.cfg.lambdas != model_cfg.lambdas
+                                     or model.cfg.channels != model_cfg.channels
                                      or model.cfg.mean_scale != model_cfg.mean_scale):
-        raise ValueError(f"{path}: a decoder-only run keeps the source's lambdas and entropy "
-                         "model (anything else would change every file)")
+        raise ValueError(f"{path}: a decoder-only run keeps the source's lambdas, forward "
+                         "network and entropy model (anything else would change every file)")
     if model_cfg.mean_scale and not model.cfg.mean_scale:
         # the new halves (signed input of the hyper-analysis, means of the hyper-synthesis)
         # start at zero, as in a fresh mean-scale model: the same function as the source
@@ -179,9 +182,14 @@ def initial_weights(path: Path, model_cfg: ModelConfig, train_parts: str = "all"
                         b.weight[: a.out_channels, : a.in_channels] = a.weight
                         b.bias[: a.out_channels] = a.bias
         model.hyper_analysis, model.hyper_synthesis = ha, hs
+    generator = torch.Generator().manual_seed(0)
+    if model.cfg.channels < model_cfg.channels:
+        wide = ForwardNet(model_cfg)
+        widen_net(model.forward_net, wide, generator)
+        model.forward_net = wide
     if model.cfg.decoder_channels < model_cfg.decoder_channels:
         wide = BackwardNet(model_cfg)
-        widen_backward_net(model.backward_net, wide, torch.Generator().manual_seed(0))
+        widen_net(model.backward_net, wide, generator)
         model.backward_net = wide
     state = model.state_dict()
     if model.cfg.lambdas != model_cfg.lambdas:
