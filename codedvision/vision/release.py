@@ -118,6 +118,6 @@ def load(path=None, kind: str = "fmaps") -> LoadedHead:
     head = ClassifierHead(cfg)
     head.load_weights({k: v.float() if v.is_floating_point() else v
                        for k, v in load_file(str(folder / WEIGHTS)).items()}, folder)
-    head.eval()
+    head.for_inference()
     return LoadedHead(head, list(manifest["classes"]), bytes.fromhex(manifest["codec_model_id"]),
                       manifest.get("eval_side"), manifest["head_id"], manifest, folder)
