@@ -1,0 +1,113 @@
+"""What limits a codec's quality at high rates: the quantizer, the fMap count or the transforms?
+
+    python benchmarks/capacity_probe.py [MODEL ...]   # release folders or checkpoint.pt files;
+                                                      # default: the shipped model
+
+On the trainer's held-out patches (the last 16 of ../shared/data/train_patches, 256x256, never
+trained on; not Kodak), at every quality anchor:
+  psnr_rounded     PSNR of the model as it codes: quantized fMaps (rounded around the means for
+                   a mean-scale model)
+  psnr_unrounded   PSNR with the same gains but no rounding: the transforms' own ceiling
+  bpp              estimated rate of the rounded fMaps (and hyper-latents) under the model's
+                   entropy model
+  active_fmaps     fMaps that carry more than 0.001 bpp
+If psnr_unrounded is barely above psnr_rounded at the top anchor, more bits cannot buy quality
+and only better (wider, longer-trained) transforms can; if few fMaps are active, more fMaps
+would not help either. Writes benchmarks/results/capacity_probe.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from codedvision.release import load_release  # noqa: E402
+from codedvision.train.codec import TrainConfig  # noqa: E402
+from codedvision.train.data import load_patches  # noqa: E402
+from codedvision.train.export import load_checkpoint_model  # noqa: E402
+
+ACTIVE_BPP = 0.001
+
+
+def load_model(spec: str):
+    if spec.endswith(".pt"):
+        model, state = load_checkpoint_model(Path(spec))
+        return model, f"{spec} (step {state['step']})"
+    model, _, _, model_id = load_release(None if spec == "default" else spec)
+    return model.eval(), f"release {model_id.hex()}"
+
+
+def psnr(x_hat: torch.Tensor, x: torch.Tensor) -> float:
+    mse = ((x_hat.clamp(0, 1) - x) ** 2).mean((1, 2, 3))
+    return float((-10 * torch.log10(mse)).mean())
+
+
+@torch.no_grad()
+def probe(model, x: torch.Tensor) -> list[dict]:
+    n, pixels = x.shape[0], x.shape[0] * x.shape[2] * x.shape[3]
+    y = model.forward_net(x)
+    rows = []
+    for k, lam in enumerate(model.cfg.lambdas):
+        gain, inv_gain = model.gains(torch.full((n,), float(k)))
+        y_g = y * gain
+        bits_z = 0.0
+        if model.cfg.entropy_model == "hyperprior":
+            z = torch.round(model.hyper_analysis(y_g))
+            bits_z = float(-torch.log2(model.z_model.likelihood(z)).sum())
+            log_scale, mean = model.split_hyper(model.hyper_synthesis(z))
+            q = torch.round(y_g if mean is None else y_g - mean)
+            lik = model.y_model.likelihood(q, log_scale)
+            y_hat = q if mean is None else q + mean
+        else:
+            y_hat = torch.round(y_g)
+            lik = model.y_model.likelihood(y_hat)
+        per_fmap = -torch.log2(lik).sum((0, 2, 3)) / pixels
+        rows.append({
+            "anchor": k, "lambda": lam,
+            "bpp": round(float(per_fmap.sum()) + bits_z / pixels, 4),
+            "psnr_rounded": round(psnr(model.backward_net(y_hat * inv_gain), x), 2),
+            "psnr_unrounded": round(psnr(model.backward_net(y_g * inv_gain), x), 2),
+            "active_fmaps": int((per_fmap > ACTIVE_BPP).sum()),
+        })
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("models", nargs="*", default=["default"])
+    ap.add_argument("--patches", type=Path, default=HERE.parents[1] / "shared" / "data" / "train_patches")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=HERE / "results" / "capacity_probe.json")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    holdout = TrainConfig().holdout
+    patches = load_patches(args.patches, 256)[-holdout:]
+    x = torch.stack([torch.from_numpy(a[:256, :256].copy()).permute(2, 0, 1) for a in patches])
+    x = x.float() / 255
+    res = {"benchmark": "capacity_probe", "images": f"{len(patches)} held-out training patches "
+           f"(the last {holdout} of {args.patches}), 256x256", "active_bpp": ACTIVE_BPP,
+           "models": []}
+    for spec in args.models:
+        model, name = load_model(spec)
+        rows = probe(model, x)
+        res["models"].append({"model": name, "fmaps": model.cfg.fmaps,
+                              "parameters": model.num_parameters(), "anchors": rows})
+        print(name)
+        for r in rows:
+            print(f"  anchor {r['anchor']}: {r['bpp']:.3f} bpp, {r['psnr_rounded']:.2f} dB rounded, "
+                  f"{r['psnr_unrounded']:.2f} dB unrounded, {r['active_fmaps']} active fMaps")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(res, indent=2) + "\n")
+    tmp.replace(args.out)
+
+
+if __name__ == "__main__":
+    main()
