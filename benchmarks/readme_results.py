@@ -62,16 +62,22 @@ def _warm_start(training: dict) -> str:
     w = training.get("warm_start")
     if not w:
         return ""
-    return (f", starting from model `{w['from_model']}` ({w['its_steps']:,} steps; "
-            f"{training['steps'] + w['its_steps']:,} in all)")
+    extra = w.get("decoder_only_steps", 0)
+    return (f", starting from model `{w['from_model']}` ({w['its_steps']:,} steps"
+            + (f") after {extra:,} steps that trained only its widened backward network ("
+               if extra else "; ")
+            + f"{training['steps'] + w['its_steps'] + extra:,} in all)")
 
 
 def model_section(manifest: dict) -> list[str]:
-    tr = manifest.get("training", {})
+    tr, cfg = manifest.get("training", {}), manifest["config"]
+    backward = (f" (backward network {cfg['backward_channels']})"
+                if cfg.get("backward_channels", 0) not in (0, cfg["channels"]) else "")
+    entropy = cfg["entropy_model"] + (" (mean-scale)" if cfg.get("mean_scale") else "")
     lines = ["### The shipped model", "",
              f"Model `{manifest['model_id']}`: {manifest['parameters']:,} parameters, "
-             f"{manifest['config']['channels']} channels, {manifest['config']['fmaps']} fMaps, "
-             f"{manifest['config']['entropy_model']}; trained {tr.get('steps', '?'):,} steps of "
+             f"{cfg['channels']} channels{backward}, {cfg['fmaps']} fMaps, "
+             f"{entropy}; trained {tr.get('steps', '?'):,} steps of "
              f"{tr.get('batch', '?')} patches of {tr.get('patch', '?')}x{tr.get('patch', '?')} "
              f"on this 2-core CPU" + _warm_start(tr) + "."]
     kodak = manifest.get("kodak")
