@@ -28,20 +28,11 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from codedvision.release import load_release  # noqa: E402
 from codedvision.train.codec import TrainConfig  # noqa: E402
 from codedvision.train.data import load_patches  # noqa: E402
-from codedvision.train.export import load_checkpoint_model  # noqa: E402
+from codedvision.train.export import load_trained  # noqa: E402
 
 ACTIVE_BPP = 0.001
-
-
-def load_model(spec: str):
-    if spec.endswith(".pt"):
-        model, state = load_checkpoint_model(Path(spec))
-        return model, f"{spec} (step {state['step']})"
-    model, _, _, model_id = load_release(None if spec == "default" else spec)
-    return model.eval(), f"release {model_id.hex()}"
 
 
 def psnr(x_hat: torch.Tensor, x: torch.Tensor) -> float:
@@ -95,7 +86,7 @@ def main() -> None:
            f"(the last {holdout} of {args.patches}), 256x256", "active_bpp": ACTIVE_BPP,
            "models": []}
     for spec in args.models:
-        model, name = load_model(spec)
+        model, name = load_trained(None if spec == "default" else spec)
         rows = probe(model, x)
         res["models"].append({"model": name, "fmaps": model.cfg.fmaps,
                               "parameters": model.num_parameters(), "anchors": rows})

@@ -11,9 +11,13 @@ model's manifest. Numbers are printed as measured; nothing is typed by hand.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from codedvision.config import ModelConfig  # noqa: E402
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
 
@@ -70,13 +74,13 @@ def _warm_start(training: dict) -> str:
 
 
 def model_section(manifest: dict) -> list[str]:
-    tr, cfg = manifest.get("training", {}), manifest["config"]
-    backward = (f" (backward network {cfg['backward_channels']})"
-                if cfg.get("backward_channels", 0) not in (0, cfg["channels"]) else "")
-    entropy = cfg["entropy_model"] + (" (mean-scale)" if cfg.get("mean_scale") else "")
+    tr, cfg = manifest.get("training", {}), ModelConfig.from_dict(manifest["config"])
+    backward = (f" (backward network {cfg.decoder_channels})"
+                if cfg.decoder_channels != cfg.channels else "")
+    entropy = cfg.entropy_model + (" (mean-scale)" if cfg.mean_scale else "")
     lines = ["### The shipped model", "",
              f"Model `{manifest['model_id']}`: {manifest['parameters']:,} parameters, "
-             f"{cfg['channels']} channels{backward}, {cfg['fmaps']} fMaps, "
+             f"{cfg.channels} channels{backward}, {cfg.fmaps} fMaps, "
              f"{entropy}; trained {tr.get('steps', '?'):,} steps of "
              f"{tr.get('batch', '?')} patches of {tr.get('patch', '?')}x{tr.get('patch', '?')} "
              f"on this 2-core CPU" + _warm_start(tr) + "."]

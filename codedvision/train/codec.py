@@ -147,14 +147,9 @@ def initial_weights(path: Path, model_cfg: ModelConfig, train_parts: str = "all"
     copies of the source's computing the same fMaps and images (`networks.widen_net`); and a
     scale-only source may start a mean-scale run (`mean_scale`): its means start at zero, so
     the run starts from the source's rates and images."""
-    if path.is_file() and path.suffix == ".pt":
-        from .export import load_checkpoint_model
+    from .export import load_trained
 
-        model, _ = load_checkpoint_model(path)
-    else:
-        from ..release import load_release
-
-        model = load_release(path)[0]
+    model = load_trained(path)[0]
     same = dataclasses.replace(model.cfg, lambdas=model_cfg.lambdas,
                                channels=model_cfg.channels,
                                backward_channels=model_cfg.backward_channels,

@@ -20,6 +20,18 @@ def load_checkpoint_model(checkpoint: Path) -> tuple[CodedVisionModel, dict]:
     return model.eval(), state
 
 
+def load_trained(path) -> tuple[CodedVisionModel, str]:
+    """A trained model from a checkpoint.pt or a released model folder (None: the shipped
+    one), in eval mode, with a short description of where it came from."""
+    if path is not None and Path(path).is_file() and Path(path).suffix == ".pt":
+        model, state = load_checkpoint_model(Path(path))
+        return model, f"{path} (step {state['step']})"
+    from ..release import load_release
+
+    model, _, _, model_id = load_release(path)
+    return model.eval(), f"release {model_id.hex()}"
+
+
 ORDER_PATCHES = 64  # training patches that rank the fMap channels at export
 
 
