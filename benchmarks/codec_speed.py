@@ -1,11 +1,13 @@
 """Encode/decode wall time of the shipped default model on the Kodak images (this machine).
 
     python benchmarks/codec_speed.py [--images ../shared/data/kodak] [--quality 75] [--threads 2]
+                                     [--precision auto|bf16|float32]
 
 Each image is encoded and decoded once after a warm-up image, and entropy decoded to fMaps (all,
 and only the first channel group, what a classifier head reads); the JSON holds every time and
 the medians. Times include image conversion and entropy coding (file bytes in memory, no disk I/O).
-Writes benchmarks/results/codec_speed.json.
+Writes benchmarks/results/codec_speed.json (codec_speed_<precision>.json for another precision
+than auto, which is bf16 where the CPU has it natively).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from PIL import Image
 
 import codedvision
 from codedvision.container import FMAP_GROUP
+from codedvision.precision import PRECISIONS
 
 HERE = Path(__file__).resolve().parent
 
@@ -32,13 +35,19 @@ def main() -> None:
     ap.add_argument("--images", type=Path, default=HERE.parents[1] / "shared" / "data" / "kodak")
     ap.add_argument("--quality", type=float, default=75)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
-    ap.add_argument("--out", type=Path, default=HERE / "results" / "codec_speed.json")
+    ap.add_argument("--precision", choices=PRECISIONS, default="auto",
+                    help="the transforms' precision (auto: bf16 where the CPU has it natively)")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="default: results/codec_speed.json (auto), else codec_speed_<precision>.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     files = sorted(args.images.glob("*.png"))
     if not files:
         raise SystemExit(f"error: no PNG images in {args.images}")
-    codec = codedvision.load()
+    codec = codedvision.load(precision=args.precision)
+    if args.out is None:
+        tail = "" if args.precision == "auto" else f"_{args.precision}"
+        args.out = HERE / "results" / f"codec_speed{tail}.json"
     codec.decode(codec.encode(Image.open(files[0]), quality=args.quality))  # warm-up
     rows = []
     for f in files:
@@ -64,6 +73,7 @@ def main() -> None:
            for k in ("encode_s", "decode_s", "fmaps_only_s", "first_group_s", "bpp")}
     result = {
         "model_id": codec.model_id.hex(), "quality": args.quality, "threads": args.threads,
+        "precision": "bf16" if codec.bf16 else "float32",
         "images": str(args.images), "count": len(rows), "median": med, "per_image": rows,
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                     "torch": torch.__version__, "capability": torch.backends.cpu.get_cpu_capability()},

@@ -3,7 +3,8 @@
     python benchmarks/readme_results.py            # rewrites README.md between the markers
 
 Reads results/kodak/results.json (from `codedvision evaluate`), results/caltech_val/results.json
-(if present), benchmarks/results/codec_speed.json, benchmarks/results/train_throughput.json,
+(if present), benchmarks/results/codec_speed.json (and codec_speed_float32.json if present),
+benchmarks/results/train_throughput.json,
 results/vision/vision_benchmark.json and results/vision/table1.json (if present) and the shipped
 model's manifest. Numbers are printed as measured; nothing is typed by hand.
 """
@@ -94,19 +95,26 @@ def model_section(manifest: dict) -> list[str]:
     return lines + [""]
 
 
-def speed_section(speed: dict | None, thr: dict | None, recipe: dict | None) -> list[str]:
+def speed_section(speed: dict | None, thr: dict | None, recipe: dict | None,
+                  speed_fp32: dict | None = None) -> list[str]:
     cpu = thr["cpu_capability"] if thr else "?"
     lines = [f"### Speed (this machine: 2 cores, {cpu}, no GPU)", ""]
     if speed:
         m = speed["median"]
+        precision = f", transforms in {speed['precision']}" if "precision" in speed else ""
         lines.append(
             f"`benchmarks/codec_speed.py`, {speed['count']} Kodak images at quality "
-            f"{speed['quality']:g}, {speed['threads']} threads, median per image: encode "
+            f"{speed['quality']:g}, {speed['threads']} threads{precision}, median per image: encode "
             f"{m['encode_s']:.2f} s, decode {m['decode_s']:.2f} s, entropy decoding to fMaps "
             f"only {m['fmaps_only_s']:.3f} s"
             + (f", only the first 32 fMaps (what a classifier head reads) "
                f"{m['first_group_s']:.3f} s" if "first_group_s" in m else "")
             + f" ({m['bpp']:.3f} bpp median).")
+    if speed and speed_fp32 and speed_fp32.get("model_id") == speed["model_id"]:
+        m = speed_fp32["median"]
+        lines[-1] += (f" With the transforms in float32 (`--precision float32`): encode "
+                      f"{m['encode_s']:.2f} s, decode {m['decode_s']:.2f} s "
+                      f"({m['bpp']:.3f} bpp median).")
     if thr:
         parts = ", ".join(f"{k} {v:g}" for k, v in thr["patches_per_s"].items())
         lines.append("")
@@ -233,7 +241,8 @@ def main() -> None:
             lines += rd_section(res, folder, title)
     lines += speed_section(_load("benchmarks/results/codec_speed.json"),
                            _load("benchmarks/results/train_throughput.json"),
-                           _load("benchmarks/results/train_recipe.json"))
+                           _load("benchmarks/results/train_recipe.json"),
+                           _load("benchmarks/results/codec_speed_float32.json"))
     heads = [_load(f"codedvision/models/classifier-{k}/manifest.json") for k in ("fmaps", "rgb")]
     heads.append(_load("benchmarks/models/classifier-rgb-jpeg/manifest.json"))
     lines += vision_section(_load("results/vision/vision_benchmark.json"),

@@ -29,7 +29,8 @@ from torch import nn
 
 from codedvision.config import ModelConfig
 from codedvision.networks import BackwardNet, ForwardNet, ResidualUnit
-from codedvision.train.codec import TrainConfig, bf16_is_fast
+from codedvision.precision import bf16_is_fast
+from codedvision.train.codec import TrainConfig
 from codedvision.train.data import PatchSampler, load_patches
 
 HERE = Path(__file__).resolve().parent

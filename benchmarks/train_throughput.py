@@ -19,7 +19,8 @@ import torch
 
 from codedvision.config import ModelConfig
 from codedvision.model import CodedVisionModel
-from codedvision.train.codec import TrainConfig, bf16_is_fast
+from codedvision.precision import bf16_is_fast
+from codedvision.train.codec import TrainConfig
 from codedvision.train.data import PatchSampler, load_patches
 
 HERE = Path(__file__).resolve().parent

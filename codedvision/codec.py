@@ -29,6 +29,7 @@ from .config import quality_to_position
 from .container import FMAP_GROUP, FormatError, Header
 from .images import InputError, to_rgb8
 from .intnet import ExactIntegerError, ExactNet
+from .precision import autocast, use_bf16
 from .release import frozen_table_arrays, load_release
 
 # Above this many fMap positions the networks run tile by tile, bounding memory for huge images.
@@ -47,8 +48,16 @@ class EncodeResult:
 class Codec:
     """A loaded codedvision model, ready to encode and decode. Use `codedvision.load()`."""
 
-    def __init__(self, path=None):
+    def __init__(self, path=None, precision: str | None = None):
+        """path: a release folder (None: the shipped default). precision: "auto" (bf16
+        transforms where the CPU has native bf16, else float32), "bf16" or "float32"; None
+        reads $CODEDVISION_PRECISION (default "auto"). The coded fMaps are exact in every
+        precision; decoded pixels may differ by a grey level."""
+        self.bf16 = use_bf16(precision)
         self.model, coding, self.manifest, self.model_id = load_release(path)
+        if self.bf16:  # oneDNN's bf16 convolutions are fastest on channels-last tensors
+            for net in (self.model.forward_net, self.model.backward_net):
+                net.to(memory_format=torch.channels_last)
         self.cfg = self.model.cfg
         self.hyper = self.cfg.entropy_model == "hyperprior"
         self._gain_cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -74,8 +83,7 @@ class Codec:
         t0 = time.perf_counter()
         rgb, notes = to_rgb8(image)
         x, (h, w) = self._to_tensor(rgb)
-        with torch.no_grad():
-            y = self._tiled(self.model.forward_net, x, self.cfg.stride, down=True)
+        y = self.analysis(x)
         if bpp is None:
             q = _check_quality(quality)
             data = self._code(y, h, w, q)
@@ -91,9 +99,7 @@ class Codec:
         """Decode .cvz bytes to an RGB PIL image of the stored size."""
         header, y_hat = self._entropy_decode(data)
         _, inv_gain = self._gains(header.quality)
-        with torch.no_grad():
-            x_hat = self._tiled(self.model.backward_net, y_hat * inv_gain, self.cfg.stride,
-                                down=False)
+        x_hat = self.synthesis(y_hat * inv_gain)
         x_hat = x_hat[0, :, : header.height, : header.width]
         a = (x_hat.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
         return Image.fromarray(np.ascontiguousarray(a), "RGB")
@@ -117,6 +123,17 @@ class Codec:
 
     def header(self, data: bytes) -> Header:
         return container.read_header(data)[0]
+
+    def analysis(self, x: torch.Tensor) -> torch.Tensor:
+        """The forward network as the encoder runs it (in the codec's precision, tiled when
+        large): images (B,3,H,W) in [0,1], H and W multiples of the stride -> fMaps before the
+        gain (B,M,H/2^d,W/2^d), float32."""
+        return self._transform(self.model.forward_net, x, down=True)
+
+    def synthesis(self, y: torch.Tensor) -> torch.Tensor:
+        """The backward network as the decoder runs it: fMaps after the inverse gain
+        (B,M,h,w) -> pixels (B,3,h*2^d,w*2^d), float32, not clamped."""
+        return self._transform(self.model.backward_net, y, down=False)
 
     # -- internals -----------------------------------------------------------------------
     def _to_tensor(self, rgb: Image.Image) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -234,7 +251,15 @@ class Codec:
             y = y + mean
         return header, torch.from_numpy(y[:, :channels].astype(np.float32))
 
-    def _tiled(self, net: torch.nn.Module, x: torch.Tensor, stride: int, down: bool) -> torch.Tensor:
+    def _transform(self, net: torch.nn.Module, x: torch.Tensor, down: bool) -> torch.Tensor:
+        """The forward (down) or backward network on x, float32 out; bf16 inside if enabled."""
+        if self.bf16:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.no_grad(), autocast(self.bf16):
+            out = self._tiled(lambda t: net(t, float32_output=True), x, down)
+        return out.contiguous()
+
+    def _tiled(self, net, x: torch.Tensor, down: bool) -> torch.Tensor:
         """Run `net` (forward: /2^d, backward: x2^d) tile by tile when x is large."""
         d = 2**self.cfg.downsamples
         unit = d if down else 1  # input pixels per fMap position
@@ -250,7 +275,7 @@ class Codec:
                 t1, l1 = min(H, top + tile + ov), min(W, left + tile + ov)
                 piece = net(x[:, :, t0:t1, l0:l1])
                 if out is None:
-                    out = piece.new_empty(1, piece.shape[1], int(H * scale), int(W * scale))
+                    out = piece.new_empty(piece.shape[0], piece.shape[1], int(H * scale), int(W * scale))
                 a, b = int((top - t0) * scale), int((left - l0) * scale)
                 hh = int(min(tile, H - top) * scale)
                 ww = int(min(tile, W - left) * scale)
@@ -284,11 +309,12 @@ def _check_quality(quality) -> int:
 _DEFAULT: Codec | None = None
 
 
-def load(path=None) -> Codec:
-    """Load a codec: the shipped default model (cached), or the release folder at `path`."""
+def load(path=None, precision: str | None = None) -> Codec:
+    """Load a codec: the shipped default model (cached), or the release folder at `path`.
+    precision: see `Codec`."""
     global _DEFAULT
-    if path is None:
+    if path is None and precision is None:
         if _DEFAULT is None:
             _DEFAULT = Codec(None)
         return _DEFAULT
-    return Codec(path)
+    return Codec(path, precision)

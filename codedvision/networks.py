@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from .config import ModelConfig
+from .precision import float32
 
 
 FMAP_INIT_GAIN = 4.0
@@ -110,8 +111,14 @@ class ForwardNet(nn.Module):
         layers.append(conv(n, cfg.fmaps, 5, gain=FMAP_INIT_GAIN))
         self.net = nn.Sequential(*layers)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x - 0.5)
+    def forward(self, x: torch.Tensor, float32_output: bool = False) -> torch.Tensor:
+        """float32_output: under bf16 autocast, still run the last conv in float32 (the codec:
+        bf16's 8 significant bits would move large fMaps by a good part of a rounding step)."""
+        if not float32_output:
+            return self.net(x - 0.5)
+        h = self.net[:-1](x - 0.5)
+        with float32():
+            return self.net[-1](h.float())
 
 
 class BackwardNet(nn.Module):
@@ -128,8 +135,14 @@ class BackwardNet(nn.Module):
         layers += [conv(n, 3 * 4, 5, gain=OUTPUT_INIT_GAIN), nn.PixelShuffle(2)]
         self.net = nn.Sequential(*layers)
 
-    def forward(self, y: torch.Tensor) -> torch.Tensor:
-        return self.net(y) + 0.5
+    def forward(self, y: torch.Tensor, float32_output: bool = False) -> torch.Tensor:
+        """float32_output: under bf16 autocast, still run the last conv in float32 (the codec:
+        in bf16 the pixel values would be rounded to 1/256 before they are rounded to 1/255)."""
+        if not float32_output:
+            return self.net(y) + 0.5
+        h = self.net[:-2](y)
+        with float32():
+            return self.net[-1](self.net[-2](h.float())) + 0.5
 
 
 class HyperAnalysis(nn.Module):

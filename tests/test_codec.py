@@ -18,15 +18,15 @@ from conftest import synthetic
 
 
 def gained_fmaps(codec, image: Image.Image, quality: int) -> torch.Tensor:
-    """y * gain recomputed from the model directly: pad by edge replication to the stride,
-    forward net, x gain (small images only)."""
+    """y * gain recomputed: pad by edge replication to the stride, the codec's forward net (in
+    its precision), x gain (small images only)."""
     x = torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)[None].float() / 255
     s = codec.cfg.stride
     x = F.pad(x, (0, -x.shape[3] % s, 0, -x.shape[2] % s), mode="replicate")
     with torch.no_grad():
         gain, _ = codec.model.gains(torch.tensor([quality_to_position(quality,
                                                                       len(codec.cfg.lambdas))]))
-        return codec.model.forward_net(x) * gain
+        return codec.analysis(x) * gain
 
 
 def coded_integers(codec, image: Image.Image, quality: int) -> torch.Tensor:
@@ -315,3 +315,32 @@ def test_mean_scale_codes_around_exact_means(mean_scale_codec, small_photo):
     with torch.no_grad():  # any crop of the fMaps (validation crops to the picture): no grid
         y = codec.model.forward_net(x)[:, :, :3, :5]
         assert quantized_fmaps(codec, y, torch.tensor([55])).shape == y.shape
+
+
+# -- precision: bf16 transforms, exact entropy coding -------------------------------------------
+
+def test_precision_setting_is_checked(tiny_model_dir, monkeypatch):
+    with pytest.raises(ValueError, match="precision must be one of auto, bf16, float32"):
+        codec_module.Codec(tiny_model_dir, precision="fp16")
+    monkeypatch.setenv("CODEDVISION_PRECISION", "half")
+    with pytest.raises(ValueError, match="got 'half'"):
+        codec_module.Codec(tiny_model_dir)
+    monkeypatch.setenv("CODEDVISION_PRECISION", "float32")
+    assert not codec_module.Codec(tiny_model_dir).bf16
+    assert codec_module.Codec(tiny_model_dir, precision="bf16").bf16
+
+
+def test_bf16_and_float32_codecs_read_each_others_files(default_model_dir, photo):
+    exact = codec_module.Codec(default_model_dir, precision="float32")
+    fast = codec_module.Codec(default_model_dir, precision="bf16")
+    crop = photo.crop((64, 64, 64 + 192, 64 + 128))
+    for writer, reader in ((fast, exact), (exact, fast)):
+        data = writer.encode(crop, quality=60)
+        assert torch.equal(writer.quantized_fmaps(data)[1], reader.quantized_fmaps(data)[1])
+        a = np.asarray(writer.decode(data), dtype=np.int16)
+        b = np.asarray(reader.decode(data), dtype=np.int16)
+        assert np.abs(a - b).mean() < 0.3 and np.abs(a - b).max() <= 4  # grey levels
+    # the encoders differ only where bf16 moves an fMap across a rounding boundary
+    y_fast = fast.quantized_fmaps(fast.encode(crop, quality=60))[1]
+    y_exact = exact.quantized_fmaps(exact.encode(crop, quality=60))[1]
+    assert (y_fast == y_exact).float().mean() > 0.99

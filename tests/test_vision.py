@@ -320,7 +320,7 @@ def test_table1_variants_train_and_the_subset_survives_export(data_dir, tiny_mod
     raw = HeadTrainer(tiny_config(data_dir, tiny_model_dir, steps=10, quantized=False),
                       tmp_path / "raw", quiet=True)
     x = torch.rand(2, 3, 64, 64)
-    y = raw.codec.model.forward_net(x)
+    y = raw.codec.analysis(x)
     assert torch.equal(raw.inputs(x, torch.tensor([10, 90])), y)  # no rounding
     raw.run()
     assert "val_top1" in raw.best and "val_top1_q10" not in raw.best
@@ -521,7 +521,7 @@ def test_training_fmaps_equal_decoded_fmaps(tiny_codec, quality):
     image = coloured("red", 5)
     x = to_uint8_tensor(image)[None].float() / 255
     with torch.no_grad():
-        trained_on = quantized_fmaps(tiny_codec, tiny_codec.model.forward_net(x),
+        trained_on = quantized_fmaps(tiny_codec, tiny_codec.analysis(x),
                                      torch.tensor([quality]))
     decoded = tiny_codec.fmaps(tiny_codec.encode(image, quality=quality))
     assert torch.equal(trained_on, decoded)

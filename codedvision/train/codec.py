@@ -39,6 +39,7 @@ from torch import nn
 from ..config import ModelConfig, check_fields
 from ..model import CodedVisionModel
 from ..networks import BackwardNet, ForwardNet, HyperAnalysis, HyperSynthesis, widen_net
+from ..precision import use_bf16
 from .data import PatchSampler, load_caltech_train, load_patches
 from .plot import plot_log
 from .runlog import RunLog, open_run, save_atomic
@@ -216,16 +217,6 @@ def transfer_gains(table: torch.Tensor, old: tuple[float, ...], new: tuple[float
     return torch.stack(rows).to(table.dtype)
 
 
-def bf16_is_fast() -> bool:
-    """True where the CPU has native bf16 (AVX512-BF16/AMX); elsewhere bf16 is emulated and slow."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()) and "AVX512" in str(
-            torch.backends.cpu.get_cpu_capability()
-        )
-    except Exception:
-        return False
-
-
 def learning_rate(cfg: TrainConfig, step: int) -> float:
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
@@ -256,7 +247,7 @@ class Trainer:
         check_config(cfg)
         self.cfg = cfg
         torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
-        self.autocast = cfg.autocast == "bf16" or (cfg.autocast == "auto" and bf16_is_fast())
+        self.autocast = use_bf16(cfg.autocast)
         torch.manual_seed(cfg.seed)
         self.model = CodedVisionModel(cfg.model).to(memory_format=torch.channels_last)
         if cfg.train_parts == "decoder":

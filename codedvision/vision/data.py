@@ -182,8 +182,7 @@ def quantized_fmaps(codec, y: torch.Tensor, qualities: torch.Tensor) -> torch.Te
 def codec_roundtrip(codec, x: torch.Tensor, qualities: torch.Tensor) -> torch.Tensor:
     """The pixels `Codec.decode` gives for images x (B,3,H,W) in [0,1], H and W multiples of the
     codec stride, at per-image qualities; 8-bit levels like a decoded file."""
-    y = codec.model.forward_net(x)
-    x_hat = codec.model.backward_net(quantized_fmaps(codec, y, qualities))
+    x_hat = codec.synthesis(quantized_fmaps(codec, codec.analysis(x), qualities))
     return (x_hat.clamp(0, 1) * 255).round() / 255
 
 

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from ..codec import Codec
 from ..config import check_fields
 from ..container import FMAP_GROUP
-from ..train.codec import bf16_is_fast
+from ..precision import use_bf16
 from ..train.runlog import RunLog, open_run, save_atomic
 from . import data as D
 from .head import INPUTS, ClassifierHead, HeadConfig, valid_fmap_size
@@ -164,7 +164,7 @@ class HeadTrainer:
         cfg, state = open_run(self.run_dir, cfg, resume, steps)
         self.cfg = cfg
         torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
-        self.autocast = cfg.autocast == "bf16" or (cfg.autocast == "auto" and bf16_is_fast())
+        self.autocast = use_bf16(cfg.autocast)
         self.codec = Codec(cfg.codec)
         self.codec.model.requires_grad_(False)
         if state is not None and state["codec_model_id"] != self.codec.model_id.hex():
@@ -203,7 +203,7 @@ class HeadTrainer:
                 raise ValueError("the shared fMap cache was built for another codec, sides, "
                                  "crop or data")
             self.cache = cache if cache is not None else D.FMapCache(
-                self.codec.model.forward_net, self.data.train, cfg.fmap_cache,
+                self.codec.analysis, self.data.train, cfg.fmap_cache,
                 self.codec.cfg.stride, d, cfg.crop // d, progress=not quiet,
                 codec_id=self.codec.model_id)
         self.step = 0
@@ -244,7 +244,7 @@ class HeadTrainer:
         stride) at qualities q (B,): quantized fMaps, or (degraded) pixels for an rgb head."""
         if self.cfg.input == "fmaps":
             with torch.no_grad():
-                return self._fmaps_input(self.codec.model.forward_net(x), q)
+                return self._fmaps_input(self.codec.analysis(x), q)
         if self.cfg.degrade == "codec":
             return D.codec_roundtrip(self.codec, x, q)
         return x  # "none"; "jpeg" was applied to the image by the sampler
@@ -299,7 +299,7 @@ class HeadTrainer:
         if self._val_cache is None:
             images = D.load_eval_images(self.val_items, self.cfg.eval_side)
             if self.cfg.input == "fmaps":  # the frozen forward net runs once per image
-                net, s = self.codec.model.forward_net, self.codec.cfg.stride
+                net, s = self.codec.analysis, self.codec.cfg.stride
                 d = 2**self.codec.cfg.downsamples
                 images = [(D.picture_fmaps(net, img[None], s, d), label) for img, label in images]
             self._val_cache = images
