@@ -344,3 +344,24 @@ def test_bf16_and_float32_codecs_read_each_others_files(default_model_dir, photo
     y_fast = fast.quantized_fmaps(fast.encode(crop, quality=60))[1]
     y_exact = exact.quantized_fmaps(exact.encode(crop, quality=60))[1]
     assert (y_fast == y_exact).float().mean() > 0.99
+
+
+@pytest.mark.parametrize("which", ["forward", "backward"])
+def test_output_layer_stays_float32_under_bf16_autocast(which):
+    from codedvision.networks import BackwardNet, ForwardNet
+    from codedvision.precision import autocast
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(channels=8, fmaps=6)
+    net = ForwardNet(cfg) if which == "forward" else BackwardNet(cfg)
+    with torch.no_grad():
+        for p in net.parameters():  # the residual branches start at zero: give them a say
+            p.add_(torch.randn_like(p) * 0.05)
+        x = torch.rand(1, 3, 32, 48) if which == "forward" else torch.randn(1, 6, 2, 3)
+        exact = net(x)
+        assert torch.equal(net(x, float32_output=True), exact)  # no autocast: the same net
+        with autocast(True):
+            fast = net(x, float32_output=True)
+            plain = net(x)
+    assert fast.dtype == torch.float32 and plain.dtype == torch.bfloat16
+    assert torch.allclose(fast, exact, rtol=0.05, atol=0.02)
