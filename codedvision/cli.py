@@ -30,6 +30,12 @@ def _fail(msg: str) -> None:
 def _load_codec(model: str | None):
     from .codec import load
 
+    from .precision import use_bf16
+
+    try:
+        use_bf16()  # a bad $CODEDVISION_PRECISION is the user's setting, not the model's fault
+    except ValueError as e:
+        _fail(str(e))
     try:
         return load(model)
     except FileNotFoundError as e:

@@ -52,7 +52,7 @@ class Codec:
         """path: a release folder (None: the shipped default). precision: "auto" (bf16
         transforms where the CPU has native bf16, else float32), "bf16" or "float32"; None
         reads $CODEDVISION_PRECISION (default "auto"). The coded fMaps are exact in every
-        precision; decoded pixels may differ by a grey level."""
+        precision; decoded pixels may differ by a few grey levels."""
         self.bf16 = use_bf16(precision)
         self.model, coding, self.manifest, self.model_id = load_release(path)
         if self.bf16:  # oneDNN's bf16 convolutions are fastest on channels-last tensors
@@ -275,7 +275,7 @@ class Codec:
                 t1, l1 = min(H, top + tile + ov), min(W, left + tile + ov)
                 piece = net(x[:, :, t0:t1, l0:l1])
                 if out is None:
-                    out = piece.new_empty(piece.shape[0], piece.shape[1], int(H * scale), int(W * scale))
+                    out = piece.new_empty(*piece.shape[:2], int(H * scale), int(W * scale))
                 a, b = int((top - t0) * scale), int((left - l0) * scale)
                 hh = int(min(tile, H - top) * scale)
                 ww = int(min(tile, W - left) * scale)

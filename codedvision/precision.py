@@ -30,12 +30,13 @@ def bf16_is_fast() -> bool:
 def use_bf16(precision: str | None = None) -> bool:
     """Resolve a precision setting ("auto", "bf16" or "float32"/"off"; None:
     $CODEDVISION_PRECISION, else "auto") to whether the transforms run in bf16."""
+    name = "precision"
     if precision is None:
-        precision = os.environ.get(ENV, "").strip().lower() or "auto"
+        name, precision = ENV, os.environ.get(ENV, "").strip().lower() or "auto"
     if precision == "off":  # the trainers' spelling
         precision = "float32"
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        raise ValueError(f"{name} must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     return precision == "bf16" or (precision == "auto" and bf16_is_fast())
 
 

@@ -68,6 +68,16 @@ def size_of(path: Path) -> tuple[int, int]:
 
 # -- compress ----------------------------------------------------------------------------------
 
+def test_a_bad_precision_setting_is_a_one_line_error(run, images, tmp_path, monkeypatch):
+    monkeypatch.setenv("CODEDVISION_PRECISION", "fp8")
+    result = run("compress", images[0], "-o", tmp_path / "one.cvz")
+    assert result.exit_code == 1
+    assert_one_line_error(result, "CODEDVISION_PRECISION must be one of auto, bf16, float32")
+    assert not (tmp_path / "one.cvz").exists()
+    monkeypatch.setenv("CODEDVISION_PRECISION", "float32")
+    assert run("compress", images[0], "-o", tmp_path / "one.cvz").exit_code == 0
+
+
 def test_compress_single_file_to_named_output(run, images, tmp_path, tiny_codec):
     out = tmp_path / "x" / "one.cvz"
     result = run("compress", images[0], "-o", out, "-q", 40)
