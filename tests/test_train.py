@@ -336,3 +336,55 @@ def test_a_scale_only_run_continues_as_mean_scale(patch_dir, tmp_path):
     with pytest.raises(ValueError, match="may become mean-scale"):  # not the other way round
         Trainer(tiny_config(patch_dir, init_from=str(tmp_path / "b" / "checkpoint.pt")),
                 tmp_path / "c", quiet=True)
+
+
+@pytest.mark.parametrize("mean_scale", [False, True])
+def test_revive_restarts_dead_fmaps_without_changing_the_images(mean_scale):
+    from codedvision.model import CodedVisionModel
+    from codedvision.train.codec import revive_dead_fmaps
+
+    torch.manual_seed(0)
+    model = CodedVisionModel(ModelConfig(channels=8, fmaps=8, hyper_channels=8,
+                                         mean_scale=mean_scale))
+    dead = [1, 5, 6]
+    with torch.no_grad():
+        model.forward_net.net[-1].bias[[0, 2, 3, 4, 7]] += 3.0  # every live fMap codes at the top
+        model.log_gain[:, dead] = -12.0  # gains shrunk until everything rounds to 0
+    x = torch.rand(2, 3, 64, 64)
+    pos = torch.tensor([0.0, float(len(model.cfg.lambdas) - 1)])
+    model.eval()
+    with torch.no_grad():
+        torch.manual_seed(1)
+        before = model(x, pos)["x_hat"]
+    assert revive_dead_fmaps(model, x) == dead
+    live = [0, 2, 3, 4, 7]
+    for table in (model.log_gain, model.log_inv_gain):
+        assert torch.equal(table[:, dead], table[:, live].median(1, keepdim=True).values
+                           .expand(-1, 3))
+    assert model.backward_net.net[0].weight[:, dead].abs().sum() == 0
+    with torch.no_grad():
+        torch.manual_seed(1)
+        after = model(x, pos)["x_hat"]
+    assert torch.allclose(after, before, atol=1e-5)  # the backward network ignores them at first
+    assert revive_dead_fmaps(model, x) == []  # now they code: nothing left to revive
+
+
+def test_revive_needs_a_trained_codec(patch_dir):
+    with pytest.raises(ValueError, match="revive_fmaps needs init_from"):
+        Trainer(tiny_config(patch_dir, revive_fmaps=True), patch_dir / "never", quiet=True)
+
+
+def test_cli_revive_fmaps_flag(patch_dir, tmp_path):
+    cfg = tiny_config(patch_dir, steps=2)
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg.to_dict()))
+    runner = CliRunner()
+    base = ["train", "codec", "--config", str(tmp_path / "cfg.json")]
+    r = runner.invoke(main, base + ["--run-dir", str(tmp_path / "a")])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(main, base + ["--run-dir", str(tmp_path / "b"), "--revive-fmaps"])
+    assert r.exit_code != 0 and "revive_fmaps needs init_from" in r.output
+    r = runner.invoke(main, base + ["--run-dir", str(tmp_path / "c"), "--revive-fmaps",
+                                    "--init-from", str(tmp_path / "a" / "checkpoint.pt")])
+    assert r.exit_code == 0, r.output
+    saved = json.loads((tmp_path / "c" / "train_config.json").read_text())
+    assert saved["revive_fmaps"] is True
