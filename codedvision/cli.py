@@ -417,12 +417,9 @@ def train():
               help="Stop (with a checkpoint) after this many minutes.")
 @click.option("--init-from", type=click.Path(exists=True), default=None,
               help="Start from these weights (a checkpoint.pt or a model folder) with a fresh "
-                   "optimiser and schedule; the same network, except that other lambdas (gains "
-                   "are carried over), wider networks (channels, backward_channels) and a "
-                   "mean-scale hyperprior are allowed.")
-@click.option("--revive-fmaps", is_flag=True,
-              help="With --init-from: restart the fMaps that code nothing at the top quality.")
-def train_codec(config_path, preset, run_dir, resume, steps, minutes, init_from, revive_fmaps):
+                   "optimiser and schedule; the same network, other lambdas allowed (gains are "
+                   "carried over) and a wider backward network (backward_channels).")
+def train_codec(config_path, preset, run_dir, resume, steps, minutes, init_from):
     """Train a codec (resumable; logs to RUN_DIR/log.csv)."""
     from .train.codec import PRESETS, TrainConfig, Trainer
 
@@ -436,8 +433,6 @@ def train_codec(config_path, preset, run_dir, resume, steps, minutes, init_from,
             cfg = TrainConfig.from_dict(json.loads(Path(config_path).read_text()))
         if init_from:
             cfg = dataclasses.replace(cfg, init_from=str(Path(init_from).resolve()))
-        if revive_fmaps:
-            cfg = dataclasses.replace(cfg, revive_fmaps=True)
         trainer = Trainer(cfg, Path(run_dir), resume=resume, steps=steps)
     except (OSError, ValueError, json.JSONDecodeError) as e:
         _fail(_one_line(e))

@@ -83,10 +83,6 @@ class TrainConfig:
     # init_from; its first conv can rescale its inputs as the inverse gains would), on the mean
     # PSNR over the batch's qualities; e.g. after widening it (backward_channels).
     train_parts: str = "all"
-    # With init_from: give the fMaps that code nothing at the top quality a new start
-    # (`revive_dead_fmaps`); a codec that let fMaps die early in training cannot bring them
-    # back by itself, and its top qualities saturate for want of them.
-    revive_fmaps: bool = False
     seed: int = 0
     threads: int = 0  # 0: all cores
     autocast: str = "auto"  # "auto", "bf16" or "off"
@@ -140,8 +136,6 @@ def check_config(cfg: TrainConfig) -> None:
     if cfg.train_parts == "decoder" and (not cfg.init_from or cfg.schedule != "variable-rate"):
         raise ValueError("train_parts 'decoder' needs init_from (a trained codec) and the "
                          "variable-rate schedule")
-    if cfg.revive_fmaps and (not cfg.init_from or cfg.train_parts != "all"):
-        raise ValueError("revive_fmaps needs init_from (a trained codec) and train_parts 'all'")
 
 
 def initial_weights(path: Path, model_cfg: ModelConfig, train_parts: str = "all") -> dict:
@@ -223,57 +217,6 @@ def transfer_gains(table: torch.Tensor, old: tuple[float, ...], new: tuple[float
     return torch.stack(rows).to(table.dtype)
 
 
-@torch.no_grad()
-def revive_dead_fmaps(model: CodedVisionModel, x: torch.Tensor,
-                      threshold: float = 0.001) -> list[int]:
-    """Restart the fMaps that code nothing at the top quality on images x; returns them.
-
-    Such an fMap's gains have shrunk until every value rounds to 0 at every quality; the
-    backward network then learns to ignore it, so neither the rate nor the distortion gradient
-    can bring it back. Here its gains and inverse gains become the median of the live fMaps' at
-    each anchor, so that its values (the forward network still computes them) are coded again;
-    the backward network and the hyper-analysis start by ignoring them (their weights for it
-    are zeroed: the images and the live fMaps' rates stay as they were), and the hyperprior
-    predicts its scales as it does for a typical live fMap, with mean 0. Training then decides
-    whether it pays for its bits."""
-    model.eval()
-    k, m = len(model.cfg.lambdas), model.cfg.fmaps
-    gain, _ = model.gains(torch.full((x.shape[0],), float(k - 1)))
-    y_g = model.forward_net(x).float() * gain
-    hyper = model.cfg.entropy_model == "hyperprior"
-    symbols = y_g  # what the range coder codes: round(y_g), or round(y_g - mean)
-    if hyper:
-        log_scale, mean = model.split_hyper(
-            model.hyper_synthesis(torch.round(model.hyper_analysis(y_g))))
-        if mean is not None:
-            symbols = y_g - mean
-    coded = (torch.round(symbols) != 0).float().mean((0, 2, 3))
-    dead = torch.nonzero(coded < threshold).flatten()
-    alive = torch.nonzero(coded >= threshold).flatten()
-    if len(dead) == 0 or len(alive) == 0:
-        return []
-    for table in (model.log_gain, model.log_inv_gain):
-        table[:, dead] = table[:, alive].median(1, keepdim=True).values
-    model.backward_net.net[0].weight[:, dead] = 0
-    if hyper:
-        both = torch.cat([dead, dead + m]) if model.cfg.mean_scale else dead
-        model.hyper_analysis.net[0].weight[:, both] = 0
-        # their scales: those of the live fMap with the median mean log-scale, so that they
-        # follow the quality as a live fMap's do (small at low qualities, where the revived
-        # fMaps' gains round everything to 0)
-        mean_log_scale = log_scale[:, alive].mean((0, 2, 3))
-        typical = alive[torch.argsort(mean_log_scale)[len(alive) // 2]]
-        last = model.hyper_synthesis.net[-1]
-        last.weight[dead] = last.weight[typical].clone()
-        last.bias[dead] = last.bias[typical].clone()
-        if model.cfg.mean_scale:
-            last.weight[dead + m] = 0
-            last.bias[dead + m] = 0
-    else:  # factorized: the live fMaps' median density
-        model.y_model.logits[dead] = model.y_model.logits[alive].median(0).values
-    return dead.tolist()
-
-
 def learning_rate(cfg: TrainConfig, step: int) -> float:
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
@@ -326,11 +269,6 @@ class Trainer:
         elif cfg.init_from:
             self.model.load_state_dict(initial_weights(Path(cfg.init_from), cfg.model,
                                                        cfg.train_parts))
-            if cfg.revive_fmaps:
-                revived = revive_dead_fmaps(self.model, self.val_x)
-                if not quiet:
-                    print(f"revived {len(revived)} of {cfg.model.fmaps} fMaps that coded "
-                          "nothing at the top quality", flush=True)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
 
