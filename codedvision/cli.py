@@ -417,8 +417,9 @@ def train():
               help="Stop (with a checkpoint) after this many minutes.")
 @click.option("--init-from", type=click.Path(exists=True), default=None,
               help="Start from these weights (a checkpoint.pt or a model folder) with a fresh "
-                   "optimiser and schedule; the same network, other lambdas allowed (gains are "
-                   "carried over) and a wider backward network (backward_channels).")
+                   "optimiser and schedule; the same network, except that other lambdas (gains "
+                   "are carried over), wider networks (channels, backward_channels) and a "
+                   "mean-scale hyperprior are allowed.")
 def train_codec(config_path, preset, run_dir, resume, steps, minutes, init_from):
     """Train a codec (resumable; logs to RUN_DIR/log.csv)."""
     from .train.codec import PRESETS, TrainConfig, Trainer
