@@ -365,7 +365,7 @@ def demo(out, quality):
 
     try:
         run_demo(Path(out), quality)
-    except OSError as e:
+    except (OSError, ValueError) as e:  # e.g. a bad $CODEDVISION_PRECISION
         _fail(_one_line(e))
 
 

@@ -51,8 +51,9 @@ class Codec:
     def __init__(self, path=None, precision: str | None = None):
         """path: a release folder (None: the shipped default). precision: "auto" (bf16
         transforms where the CPU has native bf16, else float32), "bf16" or "float32"; None
-        reads $CODEDVISION_PRECISION (default "auto"). The coded fMaps are exact in every
-        precision; decoded pixels may differ by a few grey levels."""
+        reads $CODEDVISION_PRECISION (default "auto"). Decoding gives the same fMaps in every
+        precision (pixels may differ by a few grey levels); encoding may round about 1% of the
+        fMaps differently, a different but equally valid file."""
         self.bf16 = use_bf16(precision)
         self.model, coding, self.manifest, self.model_id = load_release(path)
         if self.bf16:  # oneDNN's bf16 convolutions are fastest on channels-last tensors
@@ -306,15 +307,15 @@ def _check_quality(quality) -> int:
     return int(round(q))
 
 
-_DEFAULT: Codec | None = None
+_DEFAULTS: dict[bool, Codec] = {}  # the shipped model, per precision (bf16 or not)
 
 
 def load(path=None, precision: str | None = None) -> Codec:
-    """Load a codec: the shipped default model (cached), or the release folder at `path`.
-    precision: see `Codec`."""
-    global _DEFAULT
-    if path is None and precision is None:
-        if _DEFAULT is None:
-            _DEFAULT = Codec(None)
-        return _DEFAULT
+    """Load a codec: the shipped default model (cached per precision), or the release folder at
+    `path`. precision: see `Codec`."""
+    if path is None:
+        bf16 = use_bf16(precision)
+        if bf16 not in _DEFAULTS:
+            _DEFAULTS[bf16] = Codec(None, "bf16" if bf16 else "float32")
+        return _DEFAULTS[bf16]
     return Codec(path, precision)

@@ -24,6 +24,7 @@ from torch import nn
 from .config import ModelConfig
 from .entropy_models import FactorizedPWL, GaussianConditional
 from .networks import BackwardNet, ForwardNet, HyperAnalysis, HyperSynthesis
+from .precision import autocast as bf16_autocast
 
 
 def round_ste(x: torch.Tensor) -> torch.Tensor:
@@ -85,22 +86,21 @@ class CodedVisionModel(nn.Module):
         Returns: dict with x_hat (B,3,H,W), bits (B,) estimated bits per image, mse (B,).
         """
         gain, inv_gain = self.gains(position)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        with bf16_autocast(autocast):
             y = self.forward_net(x)
         y = y.float() * gain
         noise = torch.empty_like(y).uniform_(-0.5, 0.5)
         bits = torch.zeros(x.shape[0], device=x.device)
         mean = None
         if self.cfg.entropy_model == "hyperprior":
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            with bf16_autocast(autocast):
                 z = self.hyper_analysis(y)
             z = z.float()
             z_noisy = z + torch.empty_like(z).uniform_(-0.5, 0.5)
             bits = bits - torch.log2(self.z_model.likelihood(z_noisy)).sum((1, 2, 3))
             # means enter y_hat itself: bf16's 8 significant bits would move them by up to a
             # quarter step (the codec's are exact to 2**-8), so mean-scale runs this in fp32
-            with torch.autocast("cpu", dtype=torch.bfloat16,
-                                enabled=autocast and not self.cfg.mean_scale):
+            with bf16_autocast(autocast and not self.cfg.mean_scale):
                 hyper = self.hyper_synthesis(round_ste(z))
             log_scale, mean = self.split_hyper(hyper.float())
             centred = y if mean is None else y - mean
@@ -109,7 +109,7 @@ class CodedVisionModel(nn.Module):
             lik_y = self.y_model.likelihood(y + noise)
         bits = bits - torch.log2(lik_y).sum((1, 2, 3))
         y_hat = (round_ste(y) if mean is None else round_ste(y - mean) + mean) * inv_gain
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        with bf16_autocast(autocast):
             x_hat = self.backward_net(y_hat)
         x_hat = x_hat.float()
         mse = F.mse_loss(x_hat, x, reduction="none").mean((1, 2, 3))

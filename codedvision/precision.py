@@ -4,7 +4,9 @@ other CPUs bf16 is emulated and an order of magnitude slower, so float32 stays.
 
 The codec uses bf16 only where exactness is not needed: the transforms. The entropy coding
 (the integer hyper-synthesis and the tables) is exact in every precision, so a file decodes to
-the same fMaps on every machine; only the pixels may differ by a grey level.
+the same fMaps on every machine; only the pixels may differ by a few grey levels. Encoding is
+not bit-exact across precisions: bf16 moves about 1% of the fMaps across a rounding boundary,
+so the same image can give a slightly different (equally valid) file.
 """
 
 from __future__ import annotations
@@ -18,25 +20,25 @@ ENV = "CODEDVISION_PRECISION"
 
 
 def bf16_is_fast() -> bool:
-    """True where the CPU has native bf16 (AVX512-BF16/AMX); elsewhere bf16 is emulated and slow."""
+    """True where the CPU has native bf16 (AVX512-BF16 or AMX); elsewhere (AVX2, and AVX512
+    without BF16 as on Skylake/Cascade Lake) bf16 is emulated and slow."""
     try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()) and "AVX512" in str(
-            torch.backends.cpu.get_cpu_capability()
-        )
-    except Exception:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except Exception:  # an older or a non-x86 build
         return False
 
 
-def use_bf16(precision: str | None = None) -> bool:
+def use_bf16(precision: str | None = None, name: str = "precision") -> bool:
     """Resolve a precision setting ("auto", "bf16" or "float32"/"off"; None:
-    $CODEDVISION_PRECISION, else "auto") to whether the transforms run in bf16."""
-    name = "precision"
+    $CODEDVISION_PRECISION, else "auto") to whether the transforms run in bf16; a bad value is
+    a ValueError that names the setting (`name`)."""
     if precision is None:
         name, precision = ENV, os.environ.get(ENV, "").strip().lower() or "auto"
     if precision == "off":  # the trainers' spelling
         precision = "float32"
     if precision not in PRECISIONS:
-        raise ValueError(f"{name} must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        raise ValueError(f"{name} must be one of {', '.join(PRECISIONS)} (or off), got "
+                         f"{precision!r}")
     return precision == "bf16" or (precision == "auto" and bf16_is_fast())
 
 

@@ -309,11 +309,11 @@ def test_mean_scale_codes_around_exact_means(mean_scale_codec, small_photo):
     x = F.pad(x, (0, -x.shape[3] % codec.cfg.stride, 0, -x.shape[2] % codec.cfg.stride),
               mode="replicate")
     with torch.no_grad():
-        approx = quantized_fmaps(codec, codec.model.forward_net(x), torch.tensor([55]))
+        approx = quantized_fmaps(codec, codec.analysis(x), torch.tensor([55]))
     steps = ((approx - codec.fmaps(data)) / codec._gains(55)[1]).abs()  # in quantizer steps
     assert (steps < 0.01).float().mean() > 0.95 and steps.max() < 1.01
     with torch.no_grad():  # any crop of the fMaps (validation crops to the picture): no grid
-        y = codec.model.forward_net(x)[:, :, :3, :5]
+        y = codec.analysis(x)[:, :, :3, :5]
         assert quantized_fmaps(codec, y, torch.tensor([55])).shape == y.shape
 
 
@@ -365,3 +365,22 @@ def test_output_layer_stays_float32_under_bf16_autocast(which):
             plain = net(x)
     assert fast.dtype == torch.float32 and plain.dtype == torch.bfloat16
     assert torch.allclose(fast, exact, rtol=0.05, atol=0.02)
+
+
+def test_load_caches_the_shipped_model_per_precision():
+    fast, exact = codec_module.load(precision="bf16"), codec_module.load(precision="float32")
+    assert fast is codec_module.load(precision="bf16") and fast.bf16 and not exact.bf16
+    assert exact is codec_module.load(precision="float32") and fast is not exact
+
+
+def test_tiled_transforms_handle_a_batch(tiny_codec, monkeypatch):
+    x = torch.rand(2, 3, 5 * tiny_codec.cfg.stride, 3 * tiny_codec.cfg.stride)
+    monkeypatch.setattr(codec_module, "TILE_FMAP", 2)  # force tiles on this small input
+    monkeypatch.setattr(codec_module, "TILE_OVERLAP", 1)
+    one_by_one = torch.cat([tiny_codec.analysis(x[i : i + 1]) for i in range(2)])
+    tiled = tiny_codec.analysis(x)
+    assert tiled.shape == one_by_one.shape
+    assert torch.allclose(tiled, one_by_one, atol=1e-4)
+    pixels = tiny_codec.synthesis(tiled)
+    assert pixels.shape == (2, 3, *x.shape[2:])
+    assert torch.allclose(pixels[1:], tiny_codec.synthesis(tiled[1:]), atol=1e-4)

@@ -238,6 +238,7 @@ class _FakeLearnedCodec:
     """Stands in for codedvision.load()'s codec (the real one may not exist yet): JPEG inside."""
 
     model_id = bytes.fromhex("0badc0de")
+    bf16 = False
 
     def encode(self, img, quality):
         return JpegCodec().encode(img, max(1, min(95, int(quality))))
@@ -259,7 +260,7 @@ def test_the_codedvision_codec_runs_through_load_and_leads_the_side_by_side(
         image_dir, tmp_path, codecs=["codedvision", "jpeg", "hevc"],
         settings={"codedvision": [10, 70], "jpeg": [10, 70], "hevc": [37, 27]}, progress=False,
     )
-    assert "model 0badc0de" in results["codecs"]["codedvision"]["version"]
+    assert "model 0badc0de, float32 transforms" in results["codecs"]["codedvision"]["version"]
     sbs = results["side_by_side"]
     assert [p["codec"] for p in sbs["panels"]] == ["codedvision", "jpeg", "hevc"]
     ours = [

@@ -133,6 +133,7 @@ def check_config(cfg: TrainConfig) -> None:
         raise ValueError(f"unknown schedule {cfg.schedule!r} (variable-rate or paper)")
     if cfg.train_parts not in ("all", "decoder"):
         raise ValueError(f"unknown train_parts {cfg.train_parts!r} (all or decoder)")
+    use_bf16(cfg.autocast, "autocast")  # a bad value is an error that names it
     if cfg.train_parts == "decoder" and (not cfg.init_from or cfg.schedule != "variable-rate"):
         raise ValueError("train_parts 'decoder' needs init_from (a trained codec) and the "
                          "variable-rate schedule")

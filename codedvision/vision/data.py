@@ -249,11 +249,11 @@ class FMapCache:
 
     def __init__(self, forward_net, items: list[tuple[Path, int]], sides: tuple[int, ...],
                  pad_multiple: int, fmap_stride: int, window: int, progress: bool = False,
-                 codec_id: bytes = b""):
+                 codec_key=b""):
         from tqdm import tqdm
 
         # what the maps depend on, for a trainer handed a cache that another one built
-        self.settings = self.settings_of(codec_id, sides, fmap_stride, window, items)
+        self.settings = self.settings_of(codec_key, sides, fmap_stride, window, items)
 
         if min(sides) < window * fmap_stride:
             raise ValueError(f"fmap_cache sides {sides} must not go below the crop size "
@@ -272,8 +272,9 @@ class FMapCache:
         self.labels = torch.tensor(labels)
 
     @staticmethod
-    def settings_of(codec_id: bytes, sides, fmap_stride: int, window: int, items) -> tuple:
-        return (codec_id, tuple(sides), fmap_stride, window, tuple((str(p), y) for p, y in items))
+    def settings_of(codec_key, sides, fmap_stride: int, window: int, items) -> tuple:
+        """codec_key: what identifies the codec's transforms (its model id and precision)."""
+        return (codec_key, tuple(sides), fmap_stride, window, tuple((str(p), y) for p, y in items))
 
     def sample(self, batch: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """(B,M,window,window) float32 fMaps (unquantized) and their labels."""

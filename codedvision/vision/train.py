@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from ..codec import Codec
 from ..config import check_fields
 from ..container import FMAP_GROUP
-from ..precision import use_bf16
+from ..precision import autocast, use_bf16
 from ..train.runlog import RunLog, open_run, save_atomic
 from . import data as D
 from .head import INPUTS, ClassifierHead, HeadConfig, valid_fmap_size
@@ -90,9 +90,10 @@ class HeadTrainConfig:
     clip: float = 5.0
     seed: int = 0
     threads: int = 0  # 0: all cores
-    # "auto": the trained networks (the head, an rgb head's ForwardNet copy) run in bf16
-    # autocast where the CPU has native bf16, as the codec trainer does; the frozen codec stays
-    # float32, so the rounded fMaps are exactly a file's. "bf16" or "off" force it.
+    # "auto": the trained networks (the head, an rgb head's ForwardNet copy) and the frozen
+    # codec's transforms run in bf16 autocast where the CPU has native bf16, as the codec
+    # trainer and the codec itself do (so the rounded fMaps are a file's as this machine's codec
+    # writes it); "bf16" or "off" force it.
     autocast: str = "auto"
     log_every: int = 25
     val_every: int = 500
@@ -120,8 +121,7 @@ class HeadTrainConfig:
             raise ValueError("qualities must be within 0..100 (and the range low <= high)")
         if len(self.resize) != 2 or self.resize[0] > self.resize[1]:
             raise ValueError(f"resize must be (low, high), got {self.resize}")
-        if self.autocast not in ("auto", "bf16", "off"):
-            raise ValueError(f"autocast must be auto, bf16 or off, got {self.autocast!r}")
+        use_bf16(self.autocast, "autocast")  # a bad value is an error that names it
         if self.batch < 1 or self.steps < 1 or self.crop < 1:
             raise ValueError("batch, steps and crop must be positive")
 
@@ -165,7 +165,7 @@ class HeadTrainer:
         self.cfg = cfg
         torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
         self.autocast = use_bf16(cfg.autocast)
-        self.codec = Codec(cfg.codec)
+        self.codec = Codec(cfg.codec, precision=cfg.autocast)
         self.codec.model.requires_grad_(False)
         if state is not None and state["codec_model_id"] != self.codec.model_id.hex():
             raise ValueError(f"the run was trained on codec model {state['codec_model_id']}, but "
@@ -198,14 +198,15 @@ class HeadTrainer:
                                      cfg.quality_range)
         self.cache = None
         if cfg.fmap_cache:
+            codec_key = (self.codec.model_id, self.codec.bf16)
             if cache is not None and cache.settings != D.FMapCache.settings_of(
-                    self.codec.model_id, cfg.fmap_cache, d, cfg.crop // d, self.data.train):
-                raise ValueError("the shared fMap cache was built for another codec, sides, "
-                                 "crop or data")
+                    codec_key, cfg.fmap_cache, d, cfg.crop // d, self.data.train):
+                raise ValueError("the shared fMap cache was built for another codec (or "
+                                 "precision), sides, crop or data")
             self.cache = cache if cache is not None else D.FMapCache(
                 self.codec.analysis, self.data.train, cfg.fmap_cache,
                 self.codec.cfg.stride, d, cfg.crop // d, progress=not quiet,
-                codec_id=self.codec.model_id)
+                codec_key=codec_key)
         self.step = 0
         self.best: dict | None = None
         self.last_val: dict | None = None
@@ -277,7 +278,7 @@ class HeadTrainer:
         lr = learning_rate(cfg, self.step)
         for group in self.opt.param_groups:
             group["lr"] = lr * group["lr_scale"]
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast):
+        with autocast(self.autocast):
             logits = self.head(inp).float()
         loss = F.cross_entropy(logits, labels, label_smoothing=cfg.label_smoothing)
         self.opt.zero_grad(set_to_none=True)

@@ -44,14 +44,17 @@ class CodedVisionCodec(ImageCodec):
         return to_rgb(self._loaded().decode(data))
 
     def version(self) -> str:
-        """Package version and model id (a hash of the released weights), so that the cache
-        key changes when the model is retrained even if the package version does not."""
+        """Package version, model id (a hash of the released weights) and the transforms'
+        precision, so that the cache key changes when the model is retrained even if the
+        package version does not, and bf16 and float32 points are not mixed."""
         pkg = _package()
         try:
             pkg_version = importlib.metadata.version("codedvision")
         except importlib.metadata.PackageNotFoundError:
             pkg_version = getattr(pkg, "__version__", "unknown")
-        return f"codedvision {pkg_version}, model {self._loaded().model_id.hex()}"
+        codec = self._loaded()
+        precision = "bf16" if codec.bf16 else "float32"
+        return f"codedvision {pkg_version}, model {codec.model_id.hex()}, {precision} transforms"
 
     def unavailable_reason(self) -> str:
         try:
