@@ -12,8 +12,10 @@ trained on; not Kodak), at every quality anchor:
                    entropy model
   active_fmaps     fMaps that carry more than 0.001 bpp
 If psnr_unrounded is barely above psnr_rounded at the top anchor, more bits cannot buy quality
-and only better (wider, longer-trained) transforms can; if few fMaps are active, more fMaps
-would not help either. Writes benchmarks/results/capacity_probe.json.
+and only better transforms can. As a yardstick for the fMap count, `linear_reference` gives the
+PSNR of the best linear code with k numbers per fMap position: a PCA of the same patches'
+2^d x 2^d pixel blocks (fitted on them), keeping k components, for k = the fMaps active at the
+top anchor and k = all fMaps. Writes benchmarks/results/capacity_probe.json.
 """
 
 from __future__ import annotations
@@ -70,6 +72,23 @@ def probe(model, x: torch.Tensor) -> list[dict]:
     return rows
 
 
+def linear_reference(x: torch.Tensor, block: int, ks: list[int]) -> dict[int, float]:
+    """Mean PSNR of x (B,3,H,W) coded as a k-component PCA of its own block x block pixel
+    blocks (one PCA fitted on all of them), for each k."""
+    b, c, h, w = x.shape
+    blocks = (x[:, :, : h // block * block, : w // block * block].double()
+              .reshape(b, c, h // block, block, w // block, block)
+              .permute(0, 2, 4, 1, 3, 5).reshape(b, -1, c * block * block))
+    mu = blocks.reshape(-1, blocks.shape[-1]).mean(0)
+    _, _, vt = torch.linalg.svd(blocks.reshape(-1, blocks.shape[-1]) - mu, full_matrices=False)
+    out = {}
+    for k in ks:
+        rec = (blocks - mu) @ vt[:k].T @ vt[:k] + mu
+        mse = ((rec - blocks) ** 2).mean((1, 2))
+        out[k] = round(float((-10 * torch.log10(mse)).mean()), 2)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("models", nargs="*", default=["default"])
@@ -88,9 +107,13 @@ def main() -> None:
     for spec in args.models:
         model, name = load_trained(None if spec == "default" else spec)
         rows = probe(model, x)
+        ks = sorted({rows[-1]["active_fmaps"], model.cfg.fmaps})
+        linear = linear_reference(x, 2**model.cfg.downsamples, ks)
         res["models"].append({"model": name, "fmaps": model.cfg.fmaps,
-                              "parameters": model.num_parameters(), "anchors": rows})
-        print(name)
+                              "parameters": model.num_parameters(), "anchors": rows,
+                              "linear_reference": {str(k): v for k, v in linear.items()}})
+        print(name, "| linear reference (PCA of the blocks): "
+              + ", ".join(f"{k} components {v:.2f} dB" for k, v in linear.items()))
         for r in rows:
             print(f"  anchor {r['anchor']}: {r['bpp']:.3f} bpp, {r['psnr_rounded']:.2f} dB rounded, "
                   f"{r['psnr_unrounded']:.2f} dB unrounded, {r['active_fmaps']} active fMaps")

@@ -336,3 +336,17 @@ def test_a_scale_only_run_continues_as_mean_scale(patch_dir, tmp_path):
     with pytest.raises(ValueError, match="may become mean-scale"):  # not the other way round
         Trainer(tiny_config(patch_dir, init_from=str(tmp_path / "b" / "checkpoint.pt")),
                 tmp_path / "c", quiet=True)
+
+
+def test_capacity_probe_reports_every_anchor_and_a_linear_yardstick(load_benchmark):
+    from codedvision.model import CodedVisionModel
+
+    bench = load_benchmark("capacity_probe")
+    torch.manual_seed(0)
+    model = CodedVisionModel(ModelConfig(channels=8, fmaps=8, hyper_channels=8, mean_scale=True))
+    x = torch.rand(2, 3, 64, 64)
+    rows = bench.probe(model.eval(), x)
+    assert [r["anchor"] for r in rows] == list(range(len(model.cfg.lambdas)))
+    assert all(0 <= r["active_fmaps"] <= 8 and r["bpp"] > 0 for r in rows)
+    ref = bench.linear_reference(x, 16, [1, 8, 16 * 16 * 3])
+    assert ref[1] < ref[8] < ref[768] and ref[768] > 100  # all components: lossless
