@@ -25,7 +25,7 @@ def main() -> int:
     res = json.loads((ROOT / src).read_text())
     shipped = model_id(DEFAULT_MODEL_DIR / WEIGHTS).hex()
     version = res["codecs"]["codedvision"]["version"]
-    if not version.endswith(f"model {shipped}"):
+    if f"model {shipped}" not in [part.strip() for part in version.split(",")]:
         print(f"error: {src} is for '{version}', the shipped model is {shipped}", file=sys.stderr)
         return 1
     manifest = json.loads((DEFAULT_MODEL_DIR / MANIFEST).read_text())
