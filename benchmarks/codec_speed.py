@@ -73,7 +73,7 @@ def main() -> None:
            for k in ("encode_s", "decode_s", "fmaps_only_s", "first_group_s", "bpp")}
     result = {
         "model_id": codec.model_id.hex(), "quality": args.quality, "threads": args.threads,
-        "precision": "bf16" if codec.bf16 else "float32",
+        "precision": codec.precision,
         "images": str(args.images), "count": len(rows), "median": med, "per_image": rows,
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                     "torch": torch.__version__, "capability": torch.backends.cpu.get_cpu_capability()},

@@ -220,7 +220,7 @@ def run(args) -> dict:
             "cpu_count": os.cpu_count(), "threads": threads[0], "steady_threads": threads,
             "torch": torch.__version__,
             "codec_model_id": codec.model_id.hex(),
-            "codec_transforms": "bf16" if codec.bf16 else "float32",
+            "codec_transforms": codec.precision,
             "heads": {p: heads[p].head_id for p in paths},
             "data": str(args.data), "split": "val", "images": len(items), "limit": args.limit,
             "eval_side": side, "qualities": qualities,

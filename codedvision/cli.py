@@ -29,11 +29,10 @@ def _fail(msg: str) -> None:
 
 def _load_codec(model: str | None):
     from .codec import load
-
-    from .precision import use_bf16
+    from .precision import resolve
 
     try:
-        use_bf16()  # a bad $CODEDVISION_PRECISION is the user's setting, not the model's fault
+        resolve()  # a bad $CODEDVISION_PRECISION is the user's setting, not the model's fault
     except ValueError as e:
         _fail(str(e))
     try:

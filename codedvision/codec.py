@@ -29,7 +29,7 @@ from .config import quality_to_position
 from .container import FMAP_GROUP, FormatError, Header
 from .images import InputError, to_rgb8
 from .intnet import ExactIntegerError, ExactNet
-from .precision import autocast, use_bf16
+from .precision import autocast, resolve
 from .release import frozen_table_arrays, load_release
 
 # Above this many fMap positions the networks run tile by tile, bounding memory for huge images.
@@ -54,7 +54,7 @@ class Codec:
         reads $CODEDVISION_PRECISION (default "auto"). Decoding gives the same fMaps in every
         precision (pixels may differ by a few grey levels); encoding may round about 1% of the
         fMaps differently, a different but equally valid file."""
-        self.bf16 = use_bf16(precision)
+        self.precision = resolve(precision)  # "bf16" or "float32"
         self.model, coding, self.manifest, self.model_id = load_release(path)
         if self.bf16:  # oneDNN's bf16 convolutions are fastest on channels-last tensors
             for net in (self.model.forward_net, self.model.backward_net):
@@ -69,6 +69,11 @@ class Codec:
                                      {k: v for k, v in coding.items() if k.startswith("hs.")})
             self.log_min = float(coding["scale_log_min"][0])
             self.log_step = float(coding["scale_log_step"][0])
+
+    @property
+    def bf16(self) -> bool:
+        """Whether the transforms run in bf16 autocast."""
+        return self.precision == "bf16"
 
     # -- public API ----------------------------------------------------------------------
     def encode(self, image, quality: float = 75) -> bytes:
@@ -307,15 +312,15 @@ def _check_quality(quality) -> int:
     return int(round(q))
 
 
-_DEFAULTS: dict[bool, Codec] = {}  # the shipped model, per precision (bf16 or not)
+_DEFAULTS: dict[str, Codec] = {}  # the shipped model, per resolved precision
 
 
 def load(path=None, precision: str | None = None) -> Codec:
     """Load a codec: the shipped default model (cached per precision), or the release folder at
     `path`. precision: see `Codec`."""
     if path is None:
-        bf16 = use_bf16(precision)
-        if bf16 not in _DEFAULTS:
-            _DEFAULTS[bf16] = Codec(None, "bf16" if bf16 else "float32")
-        return _DEFAULTS[bf16]
+        key = resolve(precision)
+        if key not in _DEFAULTS:
+            _DEFAULTS[key] = Codec(None, key)
+        return _DEFAULTS[key]
     return Codec(path, precision)

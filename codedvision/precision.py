@@ -29,10 +29,10 @@ def bf16_is_fast() -> bool:
         return False
 
 
-def use_bf16(precision: str | None = None, name: str = "precision") -> bool:
+def resolve(precision: str | None = None, name: str = "precision") -> str:
     """Resolve a precision setting ("auto", "bf16" or "float32"/"off"; None:
-    $CODEDVISION_PRECISION, else "auto") to whether the transforms run in bf16; a bad value is
-    a ValueError that names the setting (`name`)."""
+    $CODEDVISION_PRECISION, else "auto") to the one the transforms run in, "bf16" or "float32";
+    a bad value is a ValueError that names the setting (`name`)."""
     if precision is None:
         name, precision = ENV, os.environ.get(ENV, "").strip().lower() or "auto"
     if precision == "off":  # the trainers' spelling
@@ -40,7 +40,14 @@ def use_bf16(precision: str | None = None, name: str = "precision") -> bool:
     if precision not in PRECISIONS:
         raise ValueError(f"{name} must be one of {', '.join(PRECISIONS)} (or off), got "
                          f"{precision!r}")
-    return precision == "bf16" or (precision == "auto" and bf16_is_fast())
+    if precision == "auto":
+        return "bf16" if bf16_is_fast() else "float32"
+    return precision
+
+
+def use_bf16(precision: str | None = None, name: str = "precision") -> bool:
+    """Whether a precision setting (see `resolve`) runs the transforms in bf16."""
+    return resolve(precision, name) == "bf16"
 
 
 def autocast(enabled: bool):

@@ -238,7 +238,7 @@ class _FakeLearnedCodec:
     """Stands in for codedvision.load()'s codec (the real one may not exist yet): JPEG inside."""
 
     model_id = bytes.fromhex("0badc0de")
-    bf16 = False
+    precision = "float32"
 
     def encode(self, img, quality):
         return JpegCodec().encode(img, max(1, min(95, int(quality))))

@@ -198,7 +198,7 @@ class HeadTrainer:
                                      cfg.quality_range)
         self.cache = None
         if cfg.fmap_cache:
-            codec_key = (self.codec.model_id, self.codec.bf16)
+            codec_key = (self.codec.model_id, self.codec.precision)
             if cache is not None and cache.settings != D.FMapCache.settings_of(
                     codec_key, cfg.fmap_cache, d, cfg.crop // d, self.data.train):
                 raise ValueError("the shared fMap cache was built for another codec (or "

@@ -53,8 +53,8 @@ class CodedVisionCodec(ImageCodec):
         except importlib.metadata.PackageNotFoundError:
             pkg_version = getattr(pkg, "__version__", "unknown")
         codec = self._loaded()
-        precision = "bf16" if codec.bf16 else "float32"
-        return f"codedvision {pkg_version}, model {codec.model_id.hex()}, {precision} transforms"
+        return (f"codedvision {pkg_version}, model {codec.model_id.hex()}, "
+                f"{codec.precision} transforms")
 
     def unavailable_reason(self) -> str:
         try:
