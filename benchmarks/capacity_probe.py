@@ -15,7 +15,10 @@ If psnr_unrounded is barely above psnr_rounded at the top anchor, more bits cann
 and only better transforms can. As a yardstick for the fMap count, `linear_reference` gives the
 PSNR of the best linear code with k numbers per fMap position: a PCA of the same patches'
 2^d x 2^d pixel blocks (fitted on them), keeping k components, for k = the fMaps active at the
-top anchor and k = all fMaps. Writes benchmarks/results/capacity_probe.json.
+top anchor and k = all fMaps. `effective_dims` counts how many dimensions hold 99.9% of the
+variance (per fMap position, over the patches) of the forward network's last hidden layer and of
+the fMaps scaled by the top anchor's gains: what the forward network still represents, and what
+reaches the quantizer. Writes benchmarks/results/capacity_probe.json.
 """
 
 from __future__ import annotations
@@ -89,6 +92,25 @@ def linear_reference(x: torch.Tensor, block: int, ks: list[int]) -> dict[int, fl
     return out
 
 
+def dims_for_energy(t: torch.Tensor, energy: float = 0.999) -> int:
+    """How many principal components of t's per-position vectors (B,C,H,W -> B*H*W x C) hold
+    `energy` of its variance."""
+    v = t.permute(0, 2, 3, 1).reshape(-1, t.shape[1]).double()
+    v = v - v.mean(0)
+    ev = torch.linalg.eigvalsh(v.T @ v).flip(0).clamp(min=0)
+    return int((torch.cumsum(ev, 0) / ev.sum() < energy).sum()) + 1
+
+
+@torch.no_grad()
+def effective_dims(model, x: torch.Tensor) -> dict:
+    net = model.forward_net.net
+    hidden = net[:-1](x - 0.5)
+    top = float(len(model.cfg.lambdas) - 1)
+    y_g = net[-1](hidden) * model.gains(torch.full((x.shape[0],), top))[0]
+    return {"energy": 0.999, "forward_last_hidden": dims_for_energy(hidden),
+            "hidden_channels": hidden.shape[1], "fmaps_at_top_anchor": dims_for_energy(y_g)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("models", nargs="*", default=["default"])
@@ -111,9 +133,13 @@ def main() -> None:
         linear = linear_reference(x, 2**model.cfg.downsamples, ks)
         res["models"].append({"model": name, "fmaps": model.cfg.fmaps,
                               "parameters": model.num_parameters(), "anchors": rows,
-                              "linear_reference": {str(k): v for k, v in linear.items()}})
+                              "linear_reference": {str(k): v for k, v in linear.items()},
+                              "effective_dims": (dims := effective_dims(model, x))})
         print(name, "| linear reference (PCA of the blocks): "
-              + ", ".join(f"{k} components {v:.2f} dB" for k, v in linear.items()))
+              + ", ".join(f"{k} components {v:.2f} dB" for k, v in linear.items())
+              + f" | 99.9% of the variance in {dims['forward_last_hidden']} of the forward "
+              f"network's {dims['hidden_channels']} last hidden channels, "
+              f"{dims['fmaps_at_top_anchor']} dimensions of the top anchor's fMaps")
         for r in rows:
             print(f"  anchor {r['anchor']}: {r['bpp']:.3f} bpp, {r['psnr_rounded']:.2f} dB rounded, "
                   f"{r['psnr_unrounded']:.2f} dB unrounded, {r['active_fmaps']} active fMaps")
