@@ -192,6 +192,22 @@ def test_paper_schedule_writes_a_snapshot_per_lambda_and_the_hull_picks_among_th
     assert np.array_equal(low, high)
 
 
+@pytest.mark.parametrize("content", [b"", b"not a checkpoint", b"PK\x03\x04damaged zip"])
+def test_an_unreadable_checkpoint_is_a_one_line_error(tmp_path, content):
+    bad = tmp_path / "run" / "checkpoint.pt"
+    bad.parent.mkdir()
+    bad.write_bytes(content)
+    for args in (["train", "export", str(bad), "-o", str(tmp_path / "rel")],
+                 ["train", "export-head", str(bad), "-o", str(tmp_path / "head")],
+                 ["train", "codec", "--run-dir", str(bad.parent), "--resume"],
+                 ["train", "classifier", "--run-dir", str(bad.parent), "--resume"]):
+        r = CliRunner().invoke(main, args)
+        assert r.exit_code == 1 and isinstance(r.exception, SystemExit), (args, r.exception)
+        assert r.output.startswith("error: ") and "not a readable checkpoint" in r.output, args
+        assert len(r.output.strip().splitlines()) == 1, r.output
+    assert not (tmp_path / "rel").exists() and not (tmp_path / "head").exists()
+
+
 def test_hull_without_snapshots_is_a_clear_error(tmp_path):
     r = CliRunner().invoke(main, ["train", "hull", str(tmp_path)])
     assert r.exit_code != 0 and "snapshots.csv" in r.output

@@ -190,7 +190,7 @@ def test_dataset_errors_are_clear(tmp_path):
 # -- training --------------------------------------------------------------------------------
 
 def test_tiny_training_run_learns_red_vs_blue(fmaps_run):
-    state = torch.load(fmaps_run / "best.pt", weights_only=False)
+    state = torch.load(fmaps_run / "best.pt", weights_only=True)  # what the trainers read
     assert state["val"]["val_top1"] >= 0.9, state["val"]  # chance is 0.5
     rows = list(csv.DictReader(open(fmaps_run / "log.csv")))
     assert [int(r["step"]) for r in rows] == [5, 10, 15, 20, 25, 30]

@@ -10,11 +10,14 @@ from ..config import ModelConfig
 from ..model import CodedVisionModel
 from ..release import export
 from .data import load_patches
+from .runlog import read_checkpoint
 
 
 def load_checkpoint_model(checkpoint: Path) -> tuple[CodedVisionModel, dict]:
     """Rebuild the model of a checkpoint from its saved config; returns (model, checkpoint)."""
-    state = torch.load(Path(checkpoint), map_location="cpu", weights_only=False)
+    state = read_checkpoint(checkpoint)
+    if "model_config" not in state:
+        raise ValueError(f"{checkpoint}: not a codec checkpoint (no model_config)")
     model = CodedVisionModel(ModelConfig.from_dict(state["model_config"]))
     model.load_state_dict(state["model"])
     return model.eval(), state

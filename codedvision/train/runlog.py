@@ -6,9 +6,34 @@ from __future__ import annotations
 import csv
 import dataclasses
 import os
+import pickle
 from pathlib import Path
 
 import torch
+
+
+def read_checkpoint(path: Path) -> dict:
+    """A training checkpoint (codec or classifier) as saved by the trainers. Loaded with
+    torch's weights_only unpickler, so a checkpoint from elsewhere cannot run code; a file that
+    is not one raises ValueError with a one-line reason."""
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError:
+        if not path.is_file():
+            raise
+        raise ValueError(f"{path}: not a readable checkpoint (damaged or truncated)") from None
+    except EOFError:
+        raise ValueError(f"{path}: not a readable checkpoint (empty or truncated)") from None
+    except pickle.UnpicklingError:  # garbage, or objects the safe unpickler refuses to build
+        raise ValueError(f"{path}: not a readable checkpoint (not a PyTorch file, or one that "
+                         "holds more than tensors and plain data)") from None
+    except Exception as e:  # zip or torch format errors
+        reason = (str(e).strip().split(". ") or [""])[0] or type(e).__name__
+        raise ValueError(f"{path}: not a readable checkpoint ({reason})") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: not a codedvision checkpoint")
+    return state
 
 
 class RunLog:
@@ -63,7 +88,7 @@ def open_run(run_dir: Path, cfg, resume: bool, steps: int | None):
     if resume:
         if not ckpt_path.exists():
             raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}")
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        state = read_checkpoint(ckpt_path)
         cfg = type(cfg).from_dict(state["train_config"])
     elif ckpt_path.exists():
         raise FileExistsError(f"{ckpt_path} exists: pass --resume to continue that run")

@@ -43,7 +43,7 @@ from ..codec import Codec
 from ..config import check_fields
 from ..container import FMAP_GROUP
 from ..precision import autocast, use_bf16
-from ..train.runlog import RunLog, open_run, save_atomic
+from ..train.runlog import RunLog, open_run, read_checkpoint, save_atomic
 from . import data as D
 from .head import INPUTS, ClassifierHead, HeadConfig, valid_fmap_size
 
@@ -439,7 +439,7 @@ class HeadTrainer:
 
 def load_head_checkpoint(checkpoint: Path) -> tuple[ClassifierHead, dict]:
     """Rebuild the head of a checkpoint (best.pt or checkpoint.pt) from its saved config."""
-    state = torch.load(Path(checkpoint), map_location="cpu", weights_only=False)
+    state = read_checkpoint(checkpoint)
     if "head_config" not in state:
         raise ValueError(f"{checkpoint}: not a classifier checkpoint (no head_config)")
     head = ClassifierHead(HeadConfig.from_dict(state["head_config"]))
