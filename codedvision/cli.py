@@ -66,6 +66,9 @@ def _plan_outputs(files: list[Path], out: str | None, batch: bool, suffix: str) 
     if out is not None and not batch and not out.endswith(("/", "\\")) and not Path(out).is_dir():
         return [Path(out)]
     folder = Path(out) if out is not None else None
+    if folder is not None and (folder.is_file() or (
+            not folder.exists() and folder.suffix.lower() in IMAGE_SUFFIXES | {".cvz"})):
+        _fail(f"-o {out}: several inputs need an output folder, not a file name")
     return [(folder or f.parent) / (f.stem + suffix) for f in files]
 
 
@@ -81,8 +84,8 @@ def _run_batch(files: list[Path], outputs: list[Path], job, verb: str, force: bo
     failed, done, total_in, total_out = 0, 0, 0, 0
     t0 = time.perf_counter()
     show_bar = len(files) > 1
-    bar = tqdm(list(zip(files, outputs)), disable=not show_bar, unit="file", file=sys.stderr,
-               leave=False)
+    bar = tqdm(list(zip(files, outputs)), unit="file", file=sys.stderr, leave=False,
+               disable=None if show_bar else True)  # None: only on a terminal
     for src, dst in bar:
         try:
             key = dst.resolve()
@@ -144,7 +147,7 @@ def main() -> None:
 @click.option("--model", type=click.Path(), default=None, help="Model folder (default: shipped).")
 def compress(inputs, out, quality, bpp, force, model):
     """Compress images (PNG, JPEG, ...) to .cvz files."""
-    from .images import atomic_write
+    from .images import InputError, atomic_write
 
     if quality is not None and bpp is not None:
         _fail("give --quality or --bpp, not both")
@@ -155,6 +158,8 @@ def compress(inputs, out, quality, bpp, force, model):
     codec = _load_codec(model)
 
     def job(src: Path, dst: Path):
+        if _is_cvz(src):  # decoding and coding again would lose quality a second time
+            raise InputError("already a .cvz file (decompress it first to code it again)")
         res = codec.encode_ex(src, quality=75 if quality is None else quality, bpp=bpp)
         atomic_write(dst, res.data, force=force)
         w, h = _size_of(codec, res.data)
@@ -184,6 +189,7 @@ def decompress(inputs, out, force, model):
     if not files:
         _fail("no input files")
     outputs = _plan_outputs(files, out, batch, ".png")
+    _check_image_name(outputs[0])
     codec = _load_codec(model)
 
     def job(src: Path, dst: Path):
@@ -193,6 +199,16 @@ def decompress(inputs, out, force, model):
         return len(data), dst.stat().st_size, ""
 
     _run_batch(files, outputs, job, "decompressed", force)
+
+
+def _check_image_name(path: Path) -> None:
+    """An output image's name must say its format (and not be .cvz): refuse before any work."""
+    from .images import InputError, image_format
+
+    try:
+        image_format(path)
+    except InputError as e:
+        _fail(_one_line(e))
 
 
 def _read(path: Path) -> bytes:
@@ -208,7 +224,7 @@ def _read(path: Path) -> bytes:
 @click.argument("inputs", nargs=-1, required=True, type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per file.")
 def info(inputs, as_json):
-    """Show the header of .cvz files: size, quality, bpp, model."""
+    """Show the header of .cvz files (or of the .cvz files in folders): size, quality, bpp, model."""
     from .container import FormatError, read_header
     from .release import DEFAULT_MODEL_DIR
 
@@ -217,8 +233,7 @@ def info(inputs, as_json):
     if manifest.exists():
         default_id = json.loads(manifest.read_text()).get("model_id")
     failed = 0
-    for s in inputs:
-        p = Path(s)
+    for p in _expand(inputs, {".cvz"})[0]:  # folders: their .cvz files
         try:
             data = _read(p)
             header, start, length = read_header(data)
@@ -338,6 +353,7 @@ def show(input_file, out, force, channels, model):
     from .vision.show import show as show_fmaps
 
     src, dst = Path(input_file), Path(out)
+    _check_image_name(dst)
     if dst.exists() and dst.resolve() == src.resolve():
         _fail(f"output {dst} would overwrite the input")
     try:
@@ -362,6 +378,8 @@ def demo(out, quality):
     """Compress and decompress the shipped sample photo; print size, bpp, PSNR, MS-SSIM, times."""
     from .demo import run_demo
 
+    if Path(out).exists() and not Path(out).is_dir():
+        _fail(f"-o {out}: exists and is not a folder")
     try:
         run_demo(Path(out), quality)
     except (OSError, ValueError) as e:  # e.g. a bad $CODEDVISION_PRECISION

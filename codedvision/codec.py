@@ -112,7 +112,9 @@ class Codec:
 
     def fmaps(self, data: bytes, channels: int | None = None) -> torch.Tensor:
         """Entropy-decoded fMaps (1,M,h,w), rescaled by the inverse gain so that every quality
-        has the same scale. No backward network runs.
+        has the same scale. No backward network runs. h and w are the image's sides padded
+        (edge replication) to a multiple of the model's stride, divided by 16: the first
+        ceil(H/16) x ceil(W/16) positions cover the image.
 
         channels: return only the first this many fMaps (1,channels,h,w); the decoder then
         stops after the channel groups that hold them (the rest of the file is not read).

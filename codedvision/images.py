@@ -23,10 +23,15 @@ def to_rgb8(image) -> tuple[Image.Image, list[str]]:
     each conversion is named in the returned notes.
     """
     notes: list[str] = []
+    colour16 = False
     if isinstance(image, (str, os.PathLike)):
         path = Path(image)
         try:
             with Image.open(path) as im:
+                # Pillow reads 16-bit colour (PNG, TIFF) as 8-bit RGB(A); only the raw mode of
+                # its tiles, before load(), still says so
+                colour16 = im.mode in ("RGB", "RGBA") and any(
+                    ";16" in str(getattr(t, "args", "")) for t in im.tile)
                 im.load()
                 image = im.copy()
                 image.info.update(im.info)
@@ -66,6 +71,8 @@ def to_rgb8(image) -> tuple[Image.Image, list[str]]:
         notes.append("palette image converted to RGB")
     elif mode != "RGB":
         notes.append(f"{mode} converted to RGB")
+    if colour16:
+        notes.append("16-bit colour reduced to 8 bits per channel")
     if image.mode != "RGB":
         image = image.convert("RGB")
     return image, notes
@@ -91,6 +98,20 @@ def _umask() -> int:
     return mask
 
 
+def image_format(path: Path) -> str:
+    """The Pillow format that an output image named `path` is written in (from its
+    extension); InputError for an unknown extension or .cvz (Pillow's .cvz plugin would
+    compress a decoded image a second time)."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".cvz":
+        raise InputError(f"{path}: a decoded image needs an image name (.png, .jpg, ...), "
+                         "not .cvz")
+    fmt = Image.registered_extensions().get(suffix)
+    if fmt is None:
+        raise InputError(f"{path}: unknown image format {Path(path).suffix!r}")
+    return fmt
+
+
 def atomic_write(path: Path, data: bytes | None = None, *, image: Image.Image | None = None,
                  force: bool = False, **save_args) -> None:
     """Write bytes or an image to `path` through a temporary file in the same folder + rename.
@@ -99,6 +120,8 @@ def atomic_write(path: Path, data: bytes | None = None, *, image: Image.Image | 
     gets the permissions a plain open() would give (0666 less the umask), not mkstemp's 0600.
     """
     path = Path(path)
+    if image is not None:
+        image_format(path)
     if path.exists() and not force:
         raise FileExistsError(f"{path} exists (use --force to overwrite)")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -106,10 +129,7 @@ def atomic_write(path: Path, data: bytes | None = None, *, image: Image.Image | 
     try:
         with os.fdopen(fd, "wb") as f:
             if image is not None:
-                fmt = Image.registered_extensions().get(path.suffix.lower())
-                if fmt is None:
-                    raise InputError(f"{path}: unknown image format {path.suffix!r}")
-                image.save(f, format=fmt, **save_args)
+                image.save(f, format=image_format(path), **save_args)
             else:
                 f.write(data)
         os.chmod(tmp, 0o666 & ~_umask())

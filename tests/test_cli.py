@@ -172,7 +172,7 @@ def test_output_equal_to_an_input_is_refused(run, images, tiny_codec):
     assert_one_line_error(result, "overwrite an input")
     assert images[0].read_bytes() == original
 
-    cvz = images[0].with_suffix(".cvz")
+    cvz = images[0].with_name("coded.png")  # a .cvz file by content, an image by name
     cvz.write_bytes(tiny_codec.encode(synthetic(8, 8), 50))
     before = cvz.read_bytes()
     result = run("decompress", cvz, "-o", cvz, "--force")
@@ -277,6 +277,31 @@ def test_decompress_to_unknown_format_leaves_no_file(run, cvz_files, tmp_path):
     assert not out.exists() and tmp_files(tmp_path) == []
 
 
+def test_a_decoded_image_is_never_written_as_cvz(run, cvz_files, tmp_path):
+    # Pillow's .cvz plugin would silently compress the decoded image a second time
+    for args in (("decompress", cvz_files[0], "-o", tmp_path / "out.cvz"),
+                 ("show", cvz_files[0], "-o", tmp_path / "grid.cvz")):
+        result = run(*args)
+        assert result.exit_code == 1
+        assert_one_line_error(result, "not .cvz")
+    assert not (tmp_path / "out.cvz").exists() and not (tmp_path / "grid.cvz").exists()
+
+
+def test_compress_refuses_a_cvz_input(run, cvz_files, tmp_path):
+    result = run("compress", cvz_files[0], "-o", tmp_path / "again.cvz")
+    assert result.exit_code == 1
+    assert_one_line_error(result, "already a .cvz file")
+    assert not (tmp_path / "again.cvz").exists()
+
+
+def test_several_inputs_need_an_output_folder(run, images, tmp_path):
+    for out in (tmp_path / "x.cvz", images[2]):  # a file name, an existing file
+        result = run("compress", images[0], images[1], "-o", out)
+        assert result.exit_code == 1
+        assert_one_line_error(result, "output folder")
+    assert not (tmp_path / "x.cvz").exists() and images[2].is_file()
+
+
 def test_failure_while_writing_leaves_no_half_written_file(run, cvz_files, tmp_path,
                                                            monkeypatch):
     def failing_save(self, fp, *args, **kwargs):
@@ -361,6 +386,12 @@ def test_info_of_a_bad_file_is_a_one_line_error(run, cvz_files, tmp_path):
     assert len(result.stdout.splitlines()) == 1
 
 
+def test_info_of_a_folder_shows_its_cvz_files(run, cvz_files):
+    result = run("info", cvz_files[0].parent)
+    assert result.exit_code == 0, result.stderr
+    assert [ln.split(":")[0] for ln in result.stdout.splitlines()] == [str(p) for p in cvz_files]
+
+
 # -- demo and help -----------------------------------------------------------------------------
 
 def test_demo_writes_three_files_and_prints_psnr_and_bpp(run, tmp_path):
@@ -371,6 +402,15 @@ def test_demo_writes_three_files_and_prints_psnr_and_bpp(run, tmp_path):
                                                      "sample_decoded.png"]
     assert "PSNR" in result.stdout and "bpp" in result.stdout
     assert size_of(out / "sample_decoded.png") == size_of(out / "sample.png")
+
+
+def test_demo_output_must_be_a_folder(run, tmp_path):
+    target = tmp_path / "photo.png"
+    target.write_bytes(b"mine")
+    result = run("demo", "-o", target)
+    assert result.exit_code == 1
+    assert_one_line_error(result, "not a folder")
+    assert target.read_bytes() == b"mine"
 
 
 def _all_commands(group: click.Group, prefix=()):

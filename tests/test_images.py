@@ -80,6 +80,31 @@ def test_16_bit_grayscale_png_is_scaled_to_8_bit(tiny_codec, tmp_path):
     _assert_round_trip(tiny_codec, path, (3, 2), "16-bit")
 
 
+def _png16(path, a: np.ndarray) -> None:
+    """Write an HxWx3 uint16 array as a 16-bit colour PNG (Pillow cannot write one)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (struct.pack(">I", len(body)) + kind + body
+                + struct.pack(">I", zlib.crc32(kind + body)))
+
+    h, w, _ = a.shape
+    rows = b"".join(b"\0" + a[y].astype(">u2").tobytes() for y in range(h))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+def test_16_bit_colour_png_is_reduced_to_8_bit_with_a_note(tiny_codec, tmp_path):
+    a8 = np.asarray(synthetic(5, 4))
+    path = tmp_path / "rgb16.png"
+    _png16(path, a8.astype(np.uint16) * 257)
+    rgb, notes = to_rgb8(path)
+    assert np.array_equal(np.asarray(rgb), a8)
+    assert notes == ["16-bit colour reduced to 8 bits per channel"]
+    _assert_round_trip(tiny_codec, path, (5, 4), "16-bit colour")
+
+
 def test_numpy_uint8_array_is_accepted(tiny_codec):
     a = np.asarray(synthetic(11, 13))
     rgb, notes = to_rgb8(a)

@@ -123,6 +123,8 @@ class Classifier:
             with Image.open(io.BytesIO(data)) as im:
                 im.load()
                 image = load_rgb(im)
+        except Image.UnidentifiedImageError:
+            raise InputError(f"{name}: not a readable image (unknown format)") from None
         except (OSError, SyntaxError, ValueError) as e:
             raise InputError(f"{name}: not a readable image ({e})") from None
         return self.classify_image(image, name)
