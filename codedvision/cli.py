@@ -142,7 +142,7 @@ def main() -> None:
               help="0 (smallest) .. 100 (best). Default 75.")
 @click.option("--bpp", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Target rate: pick per image the highest quality whose file is at most this "
-                   "many bits per pixel.")
+                   "many bits per pixel (quality 0, with a note, if none is).")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing output files.")
 @click.option("--model", type=click.Path(), default=None, help="Model folder (default: shipped).")
 def compress(inputs, out, quality, bpp, force, model):
