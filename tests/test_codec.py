@@ -340,10 +340,18 @@ def test_bf16_and_float32_codecs_read_each_others_files(default_model_dir, photo
         a = np.asarray(writer.decode(data), dtype=np.int16)
         b = np.asarray(reader.decode(data), dtype=np.int16)
         assert np.abs(a - b).mean() < 0.3 and np.abs(a - b).max() <= 4  # grey levels
-    # the encoders differ only where bf16 moves an fMap across a rounding boundary
-    y_fast = fast.quantized_fmaps(fast.encode(crop, quality=60))[1]
-    y_exact = exact.quantized_fmaps(exact.encode(crop, quality=60))[1]
-    assert (y_fast == y_exact).float().mean() > 0.99
+    # the encoders differ where bf16 moves an fMap or a hyper-latent across a rounding boundary
+    # (a moved hyper-latent shifts the means of a whole 4x4 block of fMap positions, so many
+    # quantized fMaps differ by a fraction); what a user sees must not: size and quality
+    ref = np.asarray(crop, dtype=np.float64)
+    sizes, psnrs = [], []
+    for codec in (fast, exact):
+        data = codec.encode(crop, quality=60)
+        out = np.asarray(codec.decode(data), dtype=np.float64)
+        sizes.append(len(data))
+        psnrs.append(10 * np.log10(255**2 / ((out - ref) ** 2).mean()))
+    assert abs(sizes[0] - sizes[1]) <= 0.01 * sizes[1], sizes
+    assert abs(psnrs[0] - psnrs[1]) < 0.1, psnrs
 
 
 @pytest.mark.parametrize("which", ["forward", "backward"])
