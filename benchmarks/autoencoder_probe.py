@@ -18,7 +18,6 @@ transforms themselves learn slowly. Writes benchmarks/results/autoencoder_probe.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -30,9 +29,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from capacity_probe import dims_for_energy  # noqa: E402
+from capacity_probe import dims_for_energy, held_out_patches, write_json  # noqa: E402
 from codedvision.precision import autocast, use_bf16  # noqa: E402
-from codedvision.train.codec import TrainConfig  # noqa: E402
 from codedvision.train.data import PatchSampler, load_patches  # noqa: E402
 from codedvision.train.export import load_trained  # noqa: E402
 
@@ -67,11 +65,8 @@ def main() -> None:
     with torch.no_grad():
         gain, inv_gain = model.gains(torch.tensor([float(len(model.cfg.lambdas) - 1)]))
         scale = (gain * inv_gain).float()
-    holdout, patch = TrainConfig().holdout, 192
-    patches = load_patches(args.patches, 256)
-    train = PatchSampler(patches[:-holdout], patch, True)
-    xv = torch.stack([torch.from_numpy(a[:256, :256].copy()).permute(2, 0, 1)
-                      for a in patches[-holdout:]]).float() / 255
+    xv, holdout = held_out_patches(args.patches)
+    train = PatchSampler(load_patches(args.patches, 256)[:-holdout], 192, True)
     params = list(fwd.parameters()) + list(bwd.parameters())
     opt = torch.optim.Adam(params, lr=args.lr)
     gen = torch.Generator().manual_seed(7)
@@ -112,10 +107,7 @@ def main() -> None:
                         "cosine_decay_from": DECAY_FROM, "batch": "4 x 192x192",
                         "autocast": "bf16" if bf16 else "float32", "seed": 7},
            "rows": rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(res, indent=2) + "\n")
-    tmp.replace(args.out)
+    write_json(args.out, res)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from codedvision.train.codec import TrainConfig  # noqa: E402
+from codedvision.images import atomic_write  # noqa: E402
 from codedvision.train.data import load_patches  # noqa: E402
 from codedvision.train.export import load_trained  # noqa: E402
 
@@ -92,6 +93,19 @@ def linear_reference(x: torch.Tensor, block: int, ks: list[int]) -> dict[int, fl
     return out
 
 
+def held_out_patches(patches_dir: Path) -> tuple[torch.Tensor, int]:
+    """The trainer's held-out patches (the last `holdout` of the training set; never trained
+    on) as a (N,3,256,256) float tensor in [0,1], and N."""
+    holdout = TrainConfig().holdout
+    patches = load_patches(patches_dir, 256)[-holdout:]
+    x = torch.stack([torch.from_numpy(a[:256, :256].copy()).permute(2, 0, 1) for a in patches])
+    return x.float() / 255, holdout
+
+
+def write_json(path: Path, res: dict) -> None:
+    atomic_write(path, (json.dumps(res, indent=2) + "\n").encode(), force=True)
+
+
 def dims_for_energy(t: torch.Tensor, energy: float = 0.999) -> int:
     """How many principal components of t's per-position vectors (B,C,H,W -> B*H*W x C) hold
     `energy` of its variance."""
@@ -119,11 +133,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=HERE / "results" / "capacity_probe.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    holdout = TrainConfig().holdout
-    patches = load_patches(args.patches, 256)[-holdout:]
-    x = torch.stack([torch.from_numpy(a[:256, :256].copy()).permute(2, 0, 1) for a in patches])
-    x = x.float() / 255
-    res = {"benchmark": "capacity_probe", "images": f"{len(patches)} held-out training patches "
+    x, holdout = held_out_patches(args.patches)
+    res = {"benchmark": "capacity_probe", "images": f"{holdout} held-out training patches "
            f"(the last {holdout} of {args.patches}), 256x256", "active_bpp": ACTIVE_BPP,
            "models": []}
     for spec in args.models:
@@ -143,10 +154,7 @@ def main() -> None:
         for r in rows:
             print(f"  anchor {r['anchor']}: {r['bpp']:.3f} bpp, {r['psnr_rounded']:.2f} dB rounded, "
                   f"{r['psnr_unrounded']:.2f} dB unrounded, {r['active_fmaps']} active fMaps")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(res, indent=2) + "\n")
-    tmp.replace(args.out)
+    write_json(args.out, res)
 
 
 if __name__ == "__main__":
