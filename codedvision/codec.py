@@ -52,8 +52,8 @@ class Codec:
         """path: a release folder (None: the shipped default). precision: "auto" (bf16
         transforms where the CPU has native bf16, else float32), "bf16" or "float32"; None
         reads $CODEDVISION_PRECISION (default "auto"). Decoding gives the same fMaps in every
-        precision (pixels may differ by a few grey levels); encoding may round about 1% of the
-        fMaps differently, a different but equally valid file."""
+        precision (pixels may differ by a few grey levels); encoding may quantize some fMaps
+        differently (see codedvision.precision), a different but equally valid file."""
         self.precision = resolve(precision)  # "bf16" or "float32"
         self.model, coding, self.manifest, self.model_id = load_release(path)
         if self.bf16:  # oneDNN's bf16 convolutions are fastest on channels-last tensors

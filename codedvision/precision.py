@@ -6,8 +6,11 @@ bf16 is emulated and an order of magnitude slower, so float32 stays.
 The codec uses bf16 only where exactness is not needed: the transforms. The entropy coding
 (the integer hyper-synthesis and the tables) is exact in every precision, so a file decodes to
 the same fMaps on every machine; only the pixels may differ by a few grey levels. Encoding is
-not bit-exact across precisions: bf16 moves about 1% of the fMaps across a rounding boundary,
-so the same image can give a slightly different (equally valid) file.
+not bit-exact across precisions, so the same image can give a slightly different (equally
+valid) file: measured with model 5cc56b77 on a 192x128 Kodak crop at quality 60, 12.5% of the
+quantized fMaps differ, nearly all by a fraction of a step (a hyper-latent rounded the other way
+shifts the means of a 4x4 block of positions), 0.26% by half a step or more; the files have the
+same size and their PSNR differs by 0.05 dB (tests/test_codec.py checks size and PSNR).
 """
 
 from __future__ import annotations
