@@ -16,6 +16,30 @@ class InputError(ValueError):
     """An input image cannot be read (the message says why, in one line)."""
 
 
+def open_image(source, name: str) -> tuple[Image.Image, bool]:
+    """Read an image file (a path or a binary file object) fully into memory; returns it and
+    whether it held 16-bit colour. Any failure is an InputError naming `name`."""
+    try:
+        with Image.open(source) as im:
+            # Pillow reads 16-bit colour (PNG, TIFF) as 8-bit RGB(A); only the raw mode of its
+            # tiles, before load(), still says so
+            colour16 = im.mode in ("RGB", "RGBA") and any(
+                ";16" in str(getattr(t, "args", "")) for t in im.tile)
+            im.load()
+            image = im.copy()
+            image.info.update(im.info)
+            image.getexif().update(im.getexif())
+    except FileNotFoundError:
+        raise InputError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{name}: is a directory") from None
+    except Image.UnidentifiedImageError:  # Pillow's message names the source, maybe an object
+        raise InputError(f"{name}: not a readable image (unknown format)") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise InputError(f"{name}: not a readable image ({e})") from None
+    return image, colour16
+
+
 def to_rgb8(image) -> tuple[Image.Image, list[str]]:
     """Convert a PIL image, an HxW / HxWx3 / HxWx4 array (uint8 or uint16) or a path to 8-bit RGB.
 
@@ -25,23 +49,7 @@ def to_rgb8(image) -> tuple[Image.Image, list[str]]:
     notes: list[str] = []
     colour16 = False
     if isinstance(image, (str, os.PathLike)):
-        path = Path(image)
-        try:
-            with Image.open(path) as im:
-                # Pillow reads 16-bit colour (PNG, TIFF) as 8-bit RGB(A); only the raw mode of
-                # its tiles, before load(), still says so
-                colour16 = im.mode in ("RGB", "RGBA") and any(
-                    ";16" in str(getattr(t, "args", "")) for t in im.tile)
-                im.load()
-                image = im.copy()
-                image.info.update(im.info)
-                image.getexif().update(im.getexif())
-        except FileNotFoundError:
-            raise InputError(f"{path}: no such file") from None
-        except IsADirectoryError:
-            raise InputError(f"{path}: is a directory") from None
-        except (OSError, SyntaxError, ValueError) as e:
-            raise InputError(f"{path}: not a readable image ({e})") from None
+        image, colour16 = open_image(Path(image), str(image))
     if isinstance(image, np.ndarray):
         image = _array_to_pil(image, notes)
     if not isinstance(image, Image.Image):

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from ..container import MAGIC, FormatError
-from ..images import InputError
+from ..images import InputError, open_image
 from .data import load_rgb, pad_to, resize_shorter, to_uint8_tensor
 from .head import valid_fmap_size
 from .release import LoadedHead, how_to_train
@@ -117,17 +117,7 @@ class Classifier:
                               f"(compress it first, or {how_to_train('rgb')})")
         import io
 
-        from PIL import Image
-
-        try:
-            with Image.open(io.BytesIO(data)) as im:
-                im.load()
-                image = load_rgb(im)
-        except Image.UnidentifiedImageError:
-            raise InputError(f"{name}: not a readable image (unknown format)") from None
-        except (OSError, SyntaxError, ValueError) as e:
-            raise InputError(f"{name}: not a readable image ({e})") from None
-        return self.classify_image(image, name)
+        return self.classify_image(open_image(io.BytesIO(data), name)[0], name)  # converts it
 
     @torch.no_grad()
     def classify_image(self, image, name: str = "<image>") -> dict:
