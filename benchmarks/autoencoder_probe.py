@@ -1,6 +1,7 @@
 """Can a trained codec's transforms get better quickly without the rate term and the quantizer?
 
     python benchmarks/autoencoder_probe.py CHECKPOINT_OR_RELEASE [--steps 1500] [--lr 1e-4]
+                                           [--forward-half-units N --out other.json]
 
 Takes the forward and backward networks of a trained model and trains them as a plain
 autoencoder: MSE only, fMaps neither rounded nor rate-coded, every fMap passed on (scaled by the
@@ -12,12 +13,15 @@ variance of the forward network's last hidden layer (as capacity_probe.py's effe
 
 If this climbs fast towards the probe's PCA yardstick (a linear code with all the fMaps), the
 transforms have room and the rate term keeps them from using it; if it barely moves, the
-transforms themselves learn slowly. Writes benchmarks/results/autoencoder_probe.json.
+transforms themselves learn slowly. `--forward-half-units N` first gives the forward network N
+residual units at half resolution (added as identities, `networks.add_half_units`): does more
+non-linear capacity where the detail is let it learn faster? Writes benchmarks/results/autoencoder_probe.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
 import time
@@ -30,6 +34,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 from capacity_probe import dims_for_energy, held_out_patches, write_json  # noqa: E402
+from codedvision.networks import add_half_units  # noqa: E402
 from codedvision.precision import autocast, use_bf16  # noqa: E402
 from codedvision.train.data import PatchSampler, load_patches  # noqa: E402
 from codedvision.train.export import load_trained  # noqa: E402
@@ -54,11 +59,16 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--forward-half-units", type=int, default=None)
     ap.add_argument("--patches", type=Path, default=HERE.parents[1] / "shared" / "data" / "train_patches")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "autoencoder_probe.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     model, name = load_trained(None if args.model == "default" else args.model)
+    if args.forward_half_units is not None and args.forward_half_units != model.cfg.forward_half_units:
+        cfg = dataclasses.replace(model.cfg, forward_half_units=args.forward_half_units)
+        model.forward_net = add_half_units(model.forward_net, cfg)
+        name += f", forward network with {args.forward_half_units} residual units at 1/2 added"
     fwd, bwd = model.forward_net.float(), model.backward_net.float()
     for net in (fwd, bwd):
         net.to(memory_format=torch.channels_last)

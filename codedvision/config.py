@@ -39,6 +39,8 @@ class ModelConfig:
             the forward one (0: `channels`). The fMaps and the bitstream do not depend on it.
         mean_scale: hyperprior only: the hyper-synthesis predicts each fMap's mean as well as
             its scale (Minnen et al. 2018), and the coder codes round(y - mean).
+        forward_half_units: residual units the forward network runs at half resolution, after
+            its first conv (the paper's network has none: 0).
     """
 
     channels: int = 64
@@ -53,12 +55,15 @@ class ModelConfig:
     scale_max: float = 64.0
     backward_channels: int = 0
     mean_scale: bool = False
+    forward_half_units: int = 0
 
     def __post_init__(self) -> None:
         if self.entropy_model not in ("hyperprior", "factorized"):
             raise ValueError(f"unknown entropy_model {self.entropy_model!r}")
         if self.downsamples < 1 or self.channels < 1 or self.fmaps < 1:
             raise ValueError("channels, fmaps and downsamples must be positive")
+        if self.forward_half_units < 0:
+            raise ValueError("forward_half_units must be 0 or more")
         if self.backward_channels < 0:
             raise ValueError("backward_channels must be 0 (as channels) or positive")
         if self.mean_scale and self.entropy_model != "hyperprior":
@@ -87,7 +92,8 @@ class ModelConfig:
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["lambdas"] = list(self.lambdas)
-        for key in ("backward_channels", "mean_scale"):  # unused: saved configs stay as before
+        for key in ("backward_channels", "mean_scale", "forward_half_units"):
+            # unused: saved configs stay as before
             if not d[key]:
                 del d[key]
         return d

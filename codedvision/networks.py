@@ -1,7 +1,7 @@
 """Forward (analysis) and backward (synthesis) networks, after the CodedVision paper.
 
     image (B,3,H,W) in [0,1]
-      -> conv5x5/2 -> PReLU                                   (1/2)
+      -> conv5x5/2 -> PReLU [-> RU x cfg.forward_half_units]   (1/2)
       -> down4x4/2 -> RU x2 -> down4x4/2 -> RU x2             (1/4, 1/8)
       -> down4x4/2 -> RU x4 -> conv5x5 -> fMaps (B,M,H/16,W/16)
 
@@ -103,6 +103,7 @@ class ForwardNet(nn.Module):
         super().__init__()
         n, d = cfg.channels, cfg.downsamples
         layers: list[nn.Module] = [conv(3, n, 5, stride=2, before_prelu=True), nn.PReLU(n)]
+        layers += [ResidualUnit(n) for _ in range(cfg.forward_half_units)]
         for i in range(1, d):
             layers.append(conv(n, n, 4, stride=2))
             layers += [ResidualUnit(n) for _ in range(_units_at(i, d))]
@@ -192,6 +193,23 @@ class HyperSynthesis(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z)
+
+
+def add_half_units(old: ForwardNet, cfg: ModelConfig) -> ForwardNet:
+    """A ForwardNet of `cfg` (as `old`'s but with more forward_half_units) that computes what
+    `old` computes: old's layers keep their weights and the added residual units, inserted
+    after the first PReLU, start as the identity (their second conv is zero)."""
+    new = ForwardNet(cfg)
+    layers_old, layers_new = list(old.net), list(new.net)
+    added = len(layers_new) - len(layers_old)
+    if added < 0 or layers_new[0].out_channels != layers_old[0].out_channels:
+        raise ValueError("the new network must be as wide as the old one and not shallower")
+    keep = layers_old[:2] + [None] * added + layers_old[2:]  # after the first conv and PReLU
+    with torch.no_grad():
+        for a, b in zip(keep, layers_new):
+            if a is not None:
+                b.load_state_dict(a.state_dict())
+    return new
 
 
 def widen_net(old: ForwardNet | BackwardNet, new: ForwardNet | BackwardNet,

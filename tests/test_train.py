@@ -354,6 +354,45 @@ def test_a_scale_only_run_continues_as_mean_scale(patch_dir, tmp_path):
                 tmp_path / "c", quiet=True)
 
 
+def test_a_run_continues_with_more_forward_units_at_half_resolution(patch_dir, tmp_path):
+    from codedvision.networks import ForwardNet, add_half_units
+
+    first = Trainer(tiny_config(patch_dir), tmp_path / "a", quiet=True)
+    first.run(max_steps=10)
+    small = tiny_config(patch_dir).model
+    deeper = dataclasses.replace(small, forward_half_units=1, channels=small.channels + 2)
+    t = Trainer(tiny_config(patch_dir, model=deeper,
+                            init_from=str(tmp_path / "a" / "checkpoint.pt")),
+                tmp_path / "b", quiet=True)
+    val_a, val_b = first.validate(), t.validate()  # the added unit starts as the identity
+    for key in ("val_psnr_mid", "val_bpp_mid"):
+        assert val_b[key] == pytest.approx(val_a[key], rel=0.02)
+    unit = t.model.forward_net.net[2].body
+    assert not unit[2].weight.any()
+    assert all(np.isfinite(t.train_step()["loss"]) for _ in range(5))
+    assert unit[2].weight.abs().sum() > 0  # ... and then learns
+    t.save_checkpoint()
+    export_checkpoint(tmp_path / "b" / "checkpoint.pt", tmp_path / "rel")
+    codec = Codec(tmp_path / "rel")
+    img = np.asarray(Image.open(next((patch_dir / "patches").iterdir())))[:64, :64]
+    assert codec.decode(codec.encode(img, 50)).size == (64, 64)
+    with pytest.raises(ValueError, match="more forward_half_units"):  # not the other way round
+        Trainer(tiny_config(patch_dir, init_from=str(tmp_path / "b" / "checkpoint.pt")),
+                tmp_path / "c", quiet=True)
+    torch.manual_seed(0)
+    net = ForwardNet(small)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    x = torch.rand(2, 3, 32, 48)
+    with torch.no_grad():
+        assert torch.equal(add_half_units(net, dataclasses.replace(small, forward_half_units=2))(x),
+                           net(x))
+    assert "forward_half_units" not in small.to_dict()  # old configs stay as they were
+    with pytest.raises(ValueError, match="forward_half_units"):
+        ModelConfig(forward_half_units=-1)
+
+
 def test_capacity_probe_reports_every_anchor_and_a_linear_yardstick(load_benchmark):
     from codedvision.model import CodedVisionModel
 

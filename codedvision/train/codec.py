@@ -38,7 +38,8 @@ from torch import nn
 
 from ..config import ModelConfig, check_fields
 from ..model import CodedVisionModel
-from ..networks import BackwardNet, ForwardNet, HyperAnalysis, HyperSynthesis, widen_net
+from ..networks import (BackwardNet, ForwardNet, HyperAnalysis, HyperSynthesis, add_half_units,
+                        widen_net)
 from ..precision import use_bf16
 from .data import PatchSampler, load_caltech_train, load_patches
 from .plot import plot_log
@@ -146,24 +147,30 @@ def initial_weights(path: Path, model_cfg: ModelConfig, train_parts: str = "all"
     differ, and then the gain tables are carried over to the new anchors (`transfer_gains`): a
     trained model's quality range can be widened without training it again from scratch; and
     the networks may be wider (`channels`, `backward_channels`), which then start as widened
-    copies of the source's computing the same fMaps and images (`networks.widen_net`); and a
-    scale-only source may start a mean-scale run (`mean_scale`): its means start at zero, so
-    the run starts from the source's rates and images."""
+    copies of the source's computing the same fMaps and images (`networks.widen_net`), or the
+    forward network may have more residual units at half resolution (`forward_half_units`,
+    added as identities: `networks.add_half_units`); and a scale-only source may start a
+    mean-scale run (`mean_scale`): its means start at zero, so the run starts from the
+    source's rates and images."""
     from .export import load_trained
 
     model = load_trained(path)[0]
     same = dataclasses.replace(model.cfg, lambdas=model_cfg.lambdas,
                                channels=model_cfg.channels,
                                backward_channels=model_cfg.backward_channels,
-                               mean_scale=model_cfg.mean_scale)
+                               mean_scale=model_cfg.mean_scale,
+                               forward_half_units=model_cfg.forward_half_units)
     if (same != model_cfg or model.cfg.decoder_channels > model_cfg.decoder_channels
             or model.cfg.channels > model_cfg.channels
-            or model.cfg.mean_scale > model_cfg.mean_scale):
+            or model.cfg.mean_scale > model_cfg.mean_scale
+            or model.cfg.forward_half_units > model_cfg.forward_half_units):
         raise ValueError(f"{path}: its model config differs from the run's; init_from needs the "
                          "same network (only the lambdas may differ, the networks may be "
-                         "wider, and a scale-only model may become mean-scale)")
+                         "wider or have more forward_half_units, and a scale-only model may "
+                         "become mean-scale)")
     if train_parts == "decoder" and (model.cfg.lambdas != model_cfg.lambdas
                                      or model.cfg.channels != model_cfg.channels
+                                     or model.cfg.forward_half_units != model_cfg.forward_half_units
                                      or model.cfg.mean_scale != model_cfg.mean_scale):
         raise ValueError(f"{path}: a decoder-only run keeps the source's lambdas, forward "
                          "network and entropy model (anything else would change every file)")
@@ -181,9 +188,12 @@ def initial_weights(path: Path, model_cfg: ModelConfig, train_parts: str = "all"
         model.hyper_analysis, model.hyper_synthesis = ha, hs
     generator = torch.Generator().manual_seed(0)
     if model.cfg.channels < model_cfg.channels:
-        wide = ForwardNet(model_cfg)
+        wide = ForwardNet(dataclasses.replace(model_cfg,
+                                              forward_half_units=model.cfg.forward_half_units))
         widen_net(model.forward_net, wide, generator)
         model.forward_net = wide
+    if model.cfg.forward_half_units < model_cfg.forward_half_units:
+        model.forward_net = add_half_units(model.forward_net, model_cfg)
     if model.cfg.decoder_channels < model_cfg.decoder_channels:
         wide = BackwardNet(model_cfg)
         widen_net(model.backward_net, wide, generator)
