@@ -68,7 +68,8 @@ def main() -> None:
     if args.forward_half_units is not None and args.forward_half_units != model.cfg.forward_half_units:
         cfg = dataclasses.replace(model.cfg, forward_half_units=args.forward_half_units)
         model.forward_net = add_half_units(model.forward_net, cfg)
-        name += f", forward network with {args.forward_half_units} residual units at 1/2 added"
+        name += (f", forward network + {args.forward_half_units} residual unit(s) at 1/2 "
+                 "(added as identities)")
     fwd, bwd = model.forward_net.float(), model.backward_net.float()
     for net in (fwd, bwd):
         net.to(memory_format=torch.channels_last)
