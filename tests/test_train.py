@@ -330,6 +330,19 @@ def test_decoder_only_training_of_a_wider_backward_net_keeps_the_files(patch_dir
                 quiet=True)
 
 
+def _exports_and_has_no_way_back(t, patch_dir, tmp_path, error: str) -> None:
+    """The grown run `t` (in tmp_path/b) exports to a release that codes a patch, and the plain
+    tiny config may not start from it (a run cannot shrink back): ValueError matching error."""
+    t.save_checkpoint()
+    export_checkpoint(tmp_path / "b" / "checkpoint.pt", tmp_path / "rel")
+    codec = Codec(tmp_path / "rel")
+    img = np.asarray(Image.open(next((patch_dir / "patches").iterdir())))[:64, :64]
+    assert codec.decode(codec.encode(img, 50)).size == (64, 64)
+    with pytest.raises(ValueError, match=error):
+        Trainer(tiny_config(patch_dir, init_from=str(tmp_path / "b" / "checkpoint.pt")),
+                tmp_path / "c", quiet=True)
+
+
 def test_a_scale_only_run_continues_as_mean_scale(patch_dir, tmp_path):
     first = Trainer(tiny_config(patch_dir), tmp_path / "a", quiet=True)
     first.run(max_steps=10)
@@ -344,14 +357,7 @@ def test_a_scale_only_run_continues_as_mean_scale(patch_dir, tmp_path):
     means = t.model.hyper_synthesis.net[-1].weight[8:]
     signed = t.model.hyper_analysis.net[0].weight[:, 8:]
     assert means.abs().sum() > 0 and signed.abs().sum() > 0  # ... and then learn
-    t.save_checkpoint()
-    export_checkpoint(tmp_path / "b" / "checkpoint.pt", tmp_path / "rel")
-    codec = Codec(tmp_path / "rel")
-    img = np.asarray(Image.open(next((patch_dir / "patches").iterdir())))[:64, :64]
-    assert codec.decode(codec.encode(img, 50)).size == (64, 64)
-    with pytest.raises(ValueError, match="may become mean-scale"):  # not the other way round
-        Trainer(tiny_config(patch_dir, init_from=str(tmp_path / "b" / "checkpoint.pt")),
-                tmp_path / "c", quiet=True)
+    _exports_and_has_no_way_back(t, patch_dir, tmp_path, "may become mean-scale")
 
 
 def test_a_run_continues_with_more_forward_units_at_half_resolution(patch_dir, tmp_path):
@@ -371,14 +377,7 @@ def test_a_run_continues_with_more_forward_units_at_half_resolution(patch_dir, t
     assert not unit[2].weight.any()
     assert all(np.isfinite(t.train_step()["loss"]) for _ in range(5))
     assert unit[2].weight.abs().sum() > 0  # ... and then learns
-    t.save_checkpoint()
-    export_checkpoint(tmp_path / "b" / "checkpoint.pt", tmp_path / "rel")
-    codec = Codec(tmp_path / "rel")
-    img = np.asarray(Image.open(next((patch_dir / "patches").iterdir())))[:64, :64]
-    assert codec.decode(codec.encode(img, 50)).size == (64, 64)
-    with pytest.raises(ValueError, match="more forward_half_units"):  # not the other way round
-        Trainer(tiny_config(patch_dir, init_from=str(tmp_path / "b" / "checkpoint.pt")),
-                tmp_path / "c", quiet=True)
+    _exports_and_has_no_way_back(t, patch_dir, tmp_path, "more forward_half_units")
     torch.manual_seed(0)
     net = ForwardNet(small)
     with torch.no_grad():
