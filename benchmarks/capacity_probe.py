@@ -97,9 +97,14 @@ def held_out_patches(patches_dir: Path) -> tuple[torch.Tensor, int]:
     """The trainer's held-out patches (the last `holdout` of the training set; never trained
     on) as a (N,3,256,256) float tensor in [0,1], and N."""
     holdout = TrainConfig().holdout
-    patches = load_patches(patches_dir, 256)[-holdout:]
+    return patches_tensor(load_patches(patches_dir, 256)[-holdout:]), holdout
+
+
+def patches_tensor(patches: list) -> torch.Tensor:
+    """Training patches (HxWx3 uint8 arrays, sides >= 256) cropped to 256x256, as a (N,3,256,256)
+    float tensor in [0,1]."""
     x = torch.stack([torch.from_numpy(a[:256, :256].copy()).permute(2, 0, 1) for a in patches])
-    return x.float() / 255, holdout
+    return x.float() / 255
 
 
 def write_json(path: Path, res: dict) -> None:

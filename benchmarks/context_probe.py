@@ -34,7 +34,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from capacity_probe import held_out_patches, psnr, write_json  # noqa: E402
+from capacity_probe import held_out_patches, patches_tensor, psnr, write_json  # noqa: E402
 from codedvision.train.data import load_patches  # noqa: E402
 from codedvision.train.export import load_trained  # noqa: E402
 
@@ -82,7 +82,8 @@ def code(model, ctx_model, y: torch.Tensor, position: torch.Tensor, relaxed: boo
         hyper = model.hyper_synthesis(z)
     log_scale, mean = model.split_hyper(hyper)
     a = anchor_mask(*y.shape[2:])
-    d_scale, d_mean = ctx_model(hyper, (torch.round(y_g - mean) + mean) * a)
+    y_hat = torch.round(y_g - mean) + mean  # the hyperprior's own (the anchors' in both)
+    d_scale, d_mean = ctx_model(hyper, y_hat * a)
     mean2 = mean + d_mean * (1 - a)
     log_scale2 = log_scale + d_scale * (1 - a)
     if relaxed:
@@ -92,7 +93,7 @@ def code(model, ctx_model, y: torch.Tensor, position: torch.Tensor, relaxed: boo
     bits = -torch.log2(model.y_model.likelihood(q(y_g - mean), log_scale)).sum() + bits_z
     bits2 = -torch.log2(model.y_model.likelihood(q(y_g - mean2), log_scale2)).sum() + bits_z
     return {"bits": bits, "bits_context": bits2, "inv_gain": inv_gain,
-            "y_hat": torch.round(y_g - mean) + mean, "y_hat_context": torch.round(y_g - mean2) + mean2}
+            "y_hat": y_hat, "y_hat_context": torch.round(y_g - mean2) + mean2}
 
 
 def main() -> None:
@@ -117,9 +118,8 @@ def main() -> None:
     train = load_patches(args.patches, 256)[:-holdout]
     with torch.no_grad():
         yv = model.forward_net(xv)
-        yt = torch.cat([model.forward_net(torch.stack([
-            torch.from_numpy(a[:256, :256].copy()).permute(2, 0, 1) for a in train[i:i + 32]
-        ]).float() / 255) for i in range(0, len(train), 32)])
+        yt = torch.cat([model.forward_net(patches_tensor(train[i:i + 32]))
+                        for i in range(0, len(train), 32)])
     ctx_model = CheckerboardContext(model.cfg.fmaps, args.groups)
     opt = torch.optim.Adam(ctx_model.parameters(), lr=1e-3)
     t0 = time.time()
