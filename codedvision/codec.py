@@ -29,6 +29,7 @@ from .config import quality_to_position
 from .container import FMAP_GROUP, FormatError, Header
 from .images import InputError, to_rgb8
 from .intnet import ExactIntegerError, ExactNet
+from .networks import anchor_mask
 from .precision import autocast, resolve
 from .release import frozen_table_arrays, load_release
 
@@ -65,8 +66,12 @@ class Codec:
         self.y_tables = coder.FrozenTables(*frozen_table_arrays(coding, "y"))
         if self.hyper:
             self.z_tables = coder.FrozenTables(*frozen_table_arrays(coding, "z"))
-            self.hs_exact = ExactNet(self.model.hyper_synthesis.net,
-                                     {k: v for k, v in coding.items() if k.startswith("hs.")})
+            self.hs_exact = ExactNet(self.model.hyper_synthesis.net, coding)
+            self.context_exact = [  # per fMap group: (context conv, parameter convs)
+                (ExactNet(grp.context, coding, f"cb{g}.ctx"),
+                 ExactNet(grp.params, coding, f"cb{g}.par"))
+                for g, grp in enumerate(self.model.context.groups)
+            ] if self.cfg.checkerboard else []
             self.log_min = float(coding["scale_log_min"][0])
             self.log_step = float(coding["scale_log_step"][0])
 
@@ -167,39 +172,76 @@ class Codec:
 
     def _hyper_params(self, z_int: torch.Tensor, channels: int
                       ) -> tuple[np.ndarray, np.ndarray | None]:
-        """Table (scale) indices and, for a mean-scale model, means of the first `channels`
-        fMaps, from the exact integer hyper-synthesis: identical on every machine."""
+        """The exact integer hyper-synthesis's log-scales and, for a mean-scale model, means of
+        the first `channels` fMaps (multiples of 2**-ACT_BITS): identical on every machine."""
         outputs = slice(0, channels)  # the first: no copy of the weights on the hot path
         if self.cfg.mean_scale:  # its output channels: M log-scales, then M means
             outputs = np.r_[0:channels, self.cfg.fmaps : self.cfg.fmaps + channels]
         t = self.hs_exact(z_int, outputs)
-        mean = t[:, channels:] if self.cfg.mean_scale else None  # multiples of 2**-ACT_BITS
-        # only IEEE-exact float64 operations from here
-        idx = np.floor((t[:, :channels] - self.log_min) / self.log_step + 0.5)
-        return np.clip(idx, 0, self.cfg.num_scales - 1).astype(np.int64), mean
+        return (t[:, :channels], t[:, channels:]) if self.cfg.mean_scale else (t, None)
+
+    def _scale_index(self, log_scale: np.ndarray) -> np.ndarray:
+        """Table (scale) indices of exact log-scales: only IEEE-exact float64 operations."""
+        idx = np.floor((log_scale - self.log_min) / self.log_step + 0.5)
+        return np.clip(idx, 0, self.cfg.num_scales - 1).astype(np.int64)
+
+    def _context_params(self, g: int, log_scale: np.ndarray, mean: np.ndarray,
+                        anchors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Group g's checkerboard log-scales and means, from the hyperprior's (of the group)
+        and its decoded anchors (zero elsewhere), in exact integer arithmetic: the values at
+        the non-anchor positions."""
+        ctx_net, params_net = self.context_exact[g]
+        ctx = ctx_net(torch.from_numpy(anchors))
+        d = params_net(torch.from_numpy(np.concatenate([log_scale, mean, ctx], 1)))
+        c = log_scale.shape[1]
+        return log_scale + d[:, :c], mean + d[:, c:]
+
+    def _code_fmaps(self, y_shape: tuple, hyper: tuple | None, code) -> np.ndarray:
+        """Code the fMaps (1,C,h,w) group by group, the encoder's and the decoder's one order.
+        hyper: the exact (log-scales, means or None) of a hyperprior model, else None.
+        code(s, ids, centre, sel): codes (encodes or decodes) the symbols of channel slice s at
+        the positions sel (a (1,1,h,w) bool mask, or None: all) with table ids `ids` and
+        returns the quantized fMaps there (symbol + centre; 0 elsewhere). Returns the
+        quantized fMaps, float64."""
+        parts = []
+        for g, s in enumerate(_fmap_groups(y_shape[1])):
+            if hyper is None:
+                parts.append(code(s, _channel_ids((1, s.stop - s.start, *y_shape[2:])) + s.start,
+                                  0.0, None))
+                continue
+            log_scale, mean = hyper[0][:, s], None if hyper[1] is None else hyper[1][:, s]
+            centre = 0.0 if mean is None else mean
+            if not self.cfg.checkerboard:
+                parts.append(code(s, self._scale_index(log_scale), centre, None))
+                continue
+            a = anchor_mask(*y_shape[2:]).numpy()
+            anchors = code(s, self._scale_index(log_scale), centre, a)
+            log_scale, mean = self._context_params(g, log_scale, mean, anchors)
+            parts.append(anchors + code(s, self._scale_index(log_scale), mean, ~a))
+        return np.concatenate(parts, axis=1)
 
     def _code(self, y: torch.Tensor, h: int, w: int, quality: int) -> bytes:
         gain, _ = self._gains(quality)
         y_g = y * gain
         lim = coder.VALUE_LIMIT
-        mean = None
         enc = coder.RangeEncoder()
+        hyper = None
         if self.hyper:
             with torch.no_grad():
                 z = self.model.hyper_analysis(y_g)
             z_int = torch.round(z).clamp(-lim, lim)
             coder.encode(enc, z_int.numpy().astype(np.int64), _channel_ids(z_int.shape),
                          self.z_tables)
-            y_ids, mean = self._hyper_params(z_int, self.cfg.fmaps)
-        else:
-            y_ids = _channel_ids(y_g.shape)
-        if mean is None:
-            y_np = torch.round(y_g).clamp(-lim, lim).numpy().astype(np.int64)
-        else:  # the symbols are y - mean, rounded
-            y_np = np.clip(np.round(y_g.numpy().astype(np.float64) - mean), -lim, lim
-                           ).astype(np.int64)
-        for g in _fmap_groups(y_np.shape[1]):  # channel groups, each with its escapes
-            coder.encode(enc, y_np[:, g], y_ids[:, g], self.y_tables)
+            hyper = self._hyper_params(z_int, self.cfg.fmaps)
+        y_np = y_g.numpy().astype(np.float64)
+
+        def code(s, ids, centre, sel):  # the symbols are y - centre, rounded
+            v = np.clip(np.round(y_np[:, s] - centre), -lim, lim)
+            sel = np.ones(v.shape, bool) if sel is None else np.broadcast_to(sel, v.shape)
+            coder.encode(enc, v[sel].astype(np.int64), ids[sel], self.y_tables)
+            return np.where(sel, v + centre, 0.0)
+
+        self._code_fmaps(y_np.shape, hyper, code)  # channel groups, each with its escapes
         payload = enc.get_compressed().astype("<u4").tobytes()
         return container.pack(Header(self.model_id, h, w, quality), payload)
 
@@ -238,25 +280,27 @@ class Codec:
         s, d = self.cfg.stride, 2**self.cfg.downsamples
         hp, wp = -(-header.height // s) * s, -(-header.width // s) * s
         y_shape = (1, coded, hp // d, wp // d)
-        mean = None
         try:
             dec = coder.RangeDecoder(np.frombuffer(payload, dtype="<u4").astype(np.uint32))
+            hyper = None
             if self.hyper:
                 z_shape = (1, self.cfg.hyper_channels, y_shape[2] // 4, y_shape[3] // 4)
                 z = coder.decode(dec, _channel_ids(z_shape), self.z_tables)
                 z_int = torch.from_numpy(z.reshape(z_shape)).double()
-                y_ids, mean = self._hyper_params(z_int, coded)
-            else:
-                y_ids = _channel_ids(y_shape)
-            y = np.concatenate([
-                coder.decode(dec, y_ids[:, g], self.y_tables).reshape(1, -1, *y_shape[2:])
-                for g in _fmap_groups(coded)], axis=1)
+                hyper = self._hyper_params(z_int, coded)
+
+            def code(s, ids, centre, sel):
+                v = np.zeros(ids.shape)
+                sel = np.ones(v.shape, bool) if sel is None else np.broadcast_to(sel, v.shape)
+                v[sel] = coder.decode(dec, ids[sel], self.y_tables)
+                return np.where(sel, v + centre, 0.0)
+
+            y = self._code_fmaps(y_shape, hyper, code)
         except ExactIntegerError:
-            raise FormatError("corrupted payload (hyper-latents out of range)") from None
+            raise FormatError("corrupted payload (decoded values out of range)") from None
         except (ValueError, RuntimeError, AssertionError) as e:  # constriction on garbage
             raise FormatError(f"corrupted payload ({e})") from None
-        if mean is not None:  # exact: multiples of 2**-8 (in float32 too below 2**16)
-            y = y + mean
+        # exact: multiples of 2**-8 (in float32 too below 2**16)
         return header, torch.from_numpy(y[:, :channels].astype(np.float32))
 
     def _transform(self, net: torch.nn.Module, x: torch.Tensor, down: bool) -> torch.Tensor:
@@ -295,7 +339,7 @@ class Codec:
 def _fmap_groups(channels: int) -> list[slice]:
     """The payload's fMap channel groups (FMAP_GROUP channels each, the last maybe fewer), in
     coding order: the one definition that the encoder and the decoder share."""
-    return [slice(c, min(c + FMAP_GROUP, channels)) for c in range(0, channels, FMAP_GROUP)]
+    return container.fmap_groups(channels, FMAP_GROUP)
 
 
 def _channel_ids(shape) -> np.ndarray:

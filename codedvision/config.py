@@ -41,6 +41,11 @@ class ModelConfig:
             its scale (Minnen et al. 2018), and the coder codes round(y - mean).
         forward_half_units: residual units the forward network runs at half resolution, after
             its first conv (the paper's network has none: 0).
+        checkerboard: mean-scale hyperprior only: a checkerboard context model (He et al.
+            2021). Half of the fMap positions (the anchors, row + column even) are coded with
+            the hyperprior's means and scales; the other half with means and scales corrected
+            from the decoded anchors around them, per group of 32 fMaps (the file's groups,
+            which stay independently decodable).
     """
 
     channels: int = 64
@@ -56,6 +61,7 @@ class ModelConfig:
     backward_channels: int = 0
     mean_scale: bool = False
     forward_half_units: int = 0
+    checkerboard: bool = False
 
     def __post_init__(self) -> None:
         if self.entropy_model not in ("hyperprior", "factorized"):
@@ -68,6 +74,8 @@ class ModelConfig:
             raise ValueError("backward_channels must be 0 (as channels) or positive")
         if self.mean_scale and self.entropy_model != "hyperprior":
             raise ValueError("mean_scale needs the hyperprior entropy model")
+        if self.checkerboard and not self.mean_scale:
+            raise ValueError("checkerboard needs the mean-scale hyperprior (mean_scale)")
         if len(self.lambdas) < 2 or any(b <= a for a, b in zip(self.lambdas, self.lambdas[1:])):
             raise ValueError("lambdas must be at least two increasing values")
         object.__setattr__(self, "lambdas", tuple(float(x) for x in self.lambdas))
@@ -92,7 +100,7 @@ class ModelConfig:
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["lambdas"] = list(self.lambdas)
-        for key in ("backward_channels", "mean_scale", "forward_half_units"):
+        for key in ("backward_channels", "mean_scale", "forward_half_units", "checkerboard"):
             # unused: saved configs stay as before
             if not d[key]:
                 del d[key]

@@ -26,6 +26,12 @@ MAX_SIDE = 1 << 16  # 65536 px per side
 MAX_PIXELS = 1 << 28  # 268 Mpx: refuse headers that would ask for absurd allocations
 
 
+def fmap_groups(channels: int, size: int = FMAP_GROUP) -> list[slice]:
+    """The payload's fMap channel groups (`size` channels each, the last maybe fewer), in
+    coding order."""
+    return [slice(c, min(c + size, channels)) for c in range(0, channels, size)]
+
+
 class FormatError(ValueError):
     """The data is not a valid .cvz file (the message says why, in one line)."""
 

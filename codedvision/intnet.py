@@ -1,4 +1,4 @@
-"""Exact integer evaluation of the hyper-synthesis network.
+"""Exact integer evaluation of the hyper-synthesis network (and of the checkerboard context).
 
 The decoder chooses each fMap's probability table from the scales that the hyper-synthesis
 network computes from the decoded hyper-latents. If encoder and decoder computed those scales
@@ -24,15 +24,15 @@ ACT_BITS = 8
 EXACT_LIMIT = 2.0**52
 
 
-def freeze_layers(net: nn.Sequential) -> dict[str, torch.Tensor]:
-    """Integer weights and biases of every conv in `net`, keyed 'hs.{index}.weight|bias'."""
+def freeze_layers(net: nn.Sequential, prefix: str = "hs") -> dict[str, torch.Tensor]:
+    """Integer weights and biases of every conv in `net`, keyed '{prefix}.{index}.weight|bias'."""
     out = {}
     for i, layer in enumerate(net):
         if isinstance(layer, nn.Conv2d):
             w = torch.round(layer.weight.detach().double() * 2**WEIGHT_BITS)
             b = torch.round(layer.bias.detach().double() * 2 ** (WEIGHT_BITS + ACT_BITS))
-            out[f"hs.{i}.weight"] = w.to(torch.int32)
-            out[f"hs.{i}.bias"] = b.to(torch.int64)
+            out[f"{prefix}.{i}.weight"] = w.to(torch.int32)
+            out[f"{prefix}.{i}.bias"] = b.to(torch.int64)
     return out
 
 
@@ -41,16 +41,17 @@ class ExactIntegerError(ValueError):
 
 
 class ExactNet:
-    """A network of convs, pixel shuffles and ReLUs (the hyper-synthesis), frozen by
-    freeze_layers, for exact evaluation on integer inputs. The float64 weights and the weight
-    side of the overflow guard are prepared once, not per file."""
+    """A network of convs, pixel shuffles and ReLUs (the hyper-synthesis, the context model's
+    parts), frozen by freeze_layers (with the same prefix), for exact evaluation on inputs that
+    are multiples of 2**-ACT_BITS. The float64 weights and the weight side of the overflow
+    guard are prepared once, not per file."""
 
-    def __init__(self, net: nn.Sequential, frozen: dict[str, torch.Tensor]):
+    def __init__(self, net: nn.Sequential, frozen: dict[str, torch.Tensor], prefix: str = "hs"):
         self.layers: list[tuple] = []
         for i, layer in enumerate(net):
             if isinstance(layer, nn.Conv2d):
-                w = frozen[f"hs.{i}.weight"].double()
-                b = frozen[f"hs.{i}.bias"].double()
+                w = frozen[f"{prefix}.{i}.weight"].double()
+                b = frozen[f"{prefix}.{i}.bias"].double()
                 gain = float(w.abs().sum((1, 2, 3)).amax())
                 self.layers.append(("conv", w, b, gain, float(b.abs().amax()), layer.stride,
                                     layer.padding))
@@ -63,7 +64,8 @@ class ExactNet:
 
     @torch.no_grad()
     def __call__(self, z: torch.Tensor, outputs=None) -> np.ndarray:
-        """Evaluate on integer z (1,C,h,w) exactly: (1,M,H,W) float64 numpy array of outputs,
+        """Evaluate on z (1,C,h,w) exactly (integers, or multiples of 2**-ACT_BITS as the
+        outputs are): (1,M,H,W) float64 numpy array of outputs,
         multiples of 2**-ACT_BITS. outputs: compute only these output channels (a slice, or a
         list or index tensor, in that order; each is its own sum, so they equal a full run's;
         the last layer must be a conv)."""
@@ -76,7 +78,7 @@ class ExactNet:
                 w, b, gain, bias_max, stride, padding = args
                 # the same guard for a full and a partial run: corrupt data fails alike
                 if float(x.abs().amax()) * gain + bias_max >= EXACT_LIMIT:
-                    raise ExactIntegerError("hyper-latents out of range")
+                    raise ExactIntegerError("values out of range")
                 if i == last and outputs is not None:
                     index = outputs if isinstance(outputs, slice) else torch.as_tensor(
                         outputs, dtype=torch.long)

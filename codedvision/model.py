@@ -5,6 +5,8 @@
                         hyperprior:     └─|·|─HyperAnalysis─> z ──round──> ẑ ──HyperSynthesis──> scales of ŷ_g
                         mean-scale (cfg.mean_scale): HyperAnalysis reads y_g's signs too,
                         HyperSynthesis also predicts means, and ŷ_g = round(y_g - mean) + mean
+                        checkerboard (cfg.checkerboard): the means and scales of half of the
+                        positions are corrected from the quantized other half (its anchors)
 
 Variable rate in one model (after Cui et al., "Asymmetric gained deep image compression"):
 each quality anchor k has a learned gain vector g_k and inverse gain vector g'_k over the M
@@ -23,7 +25,8 @@ from torch import nn
 
 from .config import ModelConfig
 from .entropy_models import FactorizedPWL, GaussianConditional
-from .networks import BackwardNet, ForwardNet, HyperAnalysis, HyperSynthesis
+from .networks import (BackwardNet, CheckerboardContext, ForwardNet, HyperAnalysis,
+                       HyperSynthesis)
 from .precision import autocast as bf16_autocast
 
 
@@ -49,6 +52,8 @@ class CodedVisionModel(nn.Module):
             self.hyper_synthesis = HyperSynthesis(cfg)
             self.z_model = FactorizedPWL(cfg.hyper_channels, cfg.pwl_radius)
             self.y_model = GaussianConditional(cfg.num_scales, cfg.scale_min, cfg.scale_max)
+            if cfg.checkerboard:
+                self.context = CheckerboardContext(cfg)
         else:
             self.y_model = FactorizedPWL(cfg.fmaps, cfg.pwl_radius)
 
@@ -102,7 +107,7 @@ class CodedVisionModel(nn.Module):
             # quarter step (the codec's are exact to 2**-8), so mean-scale runs this in fp32
             with bf16_autocast(autocast and not self.cfg.mean_scale):
                 hyper = self.hyper_synthesis(round_ste(z))
-            log_scale, mean = self.split_hyper(hyper.float())
+            log_scale, mean = self.entropy_params(hyper.float(), y)
             centred = y if mean is None else y - mean
             lik_y = self.y_model.likelihood(centred + noise, log_scale)
         else:
@@ -122,6 +127,15 @@ class CodedVisionModel(nn.Module):
         m = self.cfg.fmaps
         return hyper[:, :m], hyper[:, m:]
 
+    def entropy_params(self, hyper: torch.Tensor, y_g: torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(log-scales, means or None) of the gained fMaps y_g from the hyper-synthesis output;
+        with the checkerboard context, the non-anchors' from y_g's quantized anchors."""
+        log_scale, mean = self.split_hyper(hyper)
+        if self.cfg.checkerboard:
+            log_scale, mean = self.context(log_scale, mean, round_ste(y_g - mean) + mean)
+        return log_scale, mean
+
     @torch.no_grad()
     def quantize(self, y_g: torch.Tensor, limit: float) -> torch.Tensor:
         """The quantized fMaps for gained fMaps y_g: round(y_g), or round(y_g - mean) + mean for
@@ -135,7 +149,7 @@ class CodedVisionModel(nn.Module):
         h, w = y_g.shape[2:]
         padded = F.pad(y_g, (0, -w % 4, 0, -h % 4), mode="replicate")
         hyper = self.hyper_synthesis(torch.round(self.hyper_analysis(padded)))
-        mean = self.split_hyper(hyper)[1][:, :, :h, :w]
+        mean = self.entropy_params(hyper, padded)[1][:, :, :h, :w]
         return torch.round(y_g - mean).clamp(-limit, limit) + mean
 
     def rd_loss(self, out: dict, position: torch.Tensor, num_pixels: int, rate_weight: float = 1.0):
@@ -155,6 +169,9 @@ class CodedVisionModel(nn.Module):
         order = torch.as_tensor(order, dtype=torch.long)
         if sorted(order.tolist()) != list(range(self.cfg.fmaps)):
             raise ValueError("order must be a permutation of the fMap channels")
+        if self.cfg.checkerboard:
+            raise ValueError("a checkerboard model's fMap order is fixed: its context model "
+                             "works per group of fMaps")
         makes = [(self.forward_net.net[-1], order)]  # (conv, the order of its fMap channels)
         reads = [(self.backward_net.net[0], order)]
         if self.cfg.entropy_model == "hyperprior":

@@ -195,6 +195,57 @@ class HyperSynthesis(nn.Module):
         return self.net(z)
 
 
+def anchor_mask(h: int, w: int) -> torch.Tensor:
+    """(1,1,h,w) bool: the checkerboard's anchor positions (row + column even), coded first."""
+    return ((torch.arange(h)[:, None] + torch.arange(w)[None]) % 2 == 0)[None, None]
+
+
+class GroupContext(nn.Module):
+    """One fMap group's checkerboard context: a 5x5 conv over the decoded anchors (zero
+    elsewhere), then two 1x1 convs over [hyperprior log-scales, means, context] that give
+    corrections to the log-scales and means. The last conv starts at zero, so a model grown
+    with a context (`init_from`) starts computing what it did. Only convs and ReLUs: the
+    codec runs both parts in exact integer arithmetic (codedvision.intnet)."""
+
+    def __init__(self, c: int):
+        super().__init__()
+        self.context = nn.Sequential(conv(c, 2 * c, 5))
+        self.params = nn.Sequential(conv(4 * c, 2 * c, 1, before_prelu=True), nn.ReLU(),
+                                    conv(2 * c, 2 * c, 1))
+        nn.init.zeros_(self.params[-1].weight)
+
+    def forward(self, log_scale: torch.Tensor, mean: torch.Tensor, anchors: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        d = self.params(torch.cat([log_scale, mean, self.context(anchors)], 1))
+        return d[:, : log_scale.shape[1]], d[:, log_scale.shape[1] :]
+
+
+class CheckerboardContext(nn.Module):
+    """The context model of cfg.checkerboard: one GroupContext per file group of fMaps
+    (container.FMAP_GROUP), so that a group's non-anchors depend on that group alone."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        from .container import fmap_groups
+
+        self.slices = fmap_groups(cfg.fmaps)
+        self.groups = nn.ModuleList(GroupContext(s.stop - s.start) for s in self.slices)
+
+    def forward(self, log_scale: torch.Tensor, mean: torch.Tensor, y: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-scales and means (B,M,h,w) with the non-anchors' corrected from y's anchors
+        (y: the quantized fMaps, of which only the anchors are read); in float32 (the means
+        enter the quantized fMaps, as the hyper-synthesis's do)."""
+        a = anchor_mask(*y.shape[2:]).to(y.device)
+        anchors = y.float() * a
+        with float32():
+            d = [g(log_scale[:, s], mean[:, s], anchors[:, s])
+                 for g, s in zip(self.groups, self.slices)]
+        na = ~a
+        return (log_scale + torch.cat([x for x, _ in d], 1) * na,
+                mean + torch.cat([x for _, x in d], 1) * na)
+
+
 def add_half_units(old: ForwardNet, cfg: ModelConfig) -> ForwardNet:
     """A ForwardNet of `cfg` (as `old`'s but with more forward_half_units) that computes what
     `old` computes: old's layers keep their weights and the added residual units, inserted

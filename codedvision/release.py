@@ -38,8 +38,13 @@ def coding_tensors(model: CodedVisionModel) -> dict[str, torch.Tensor]:
         yf, yr = model.y_model.tables()
         out["coding.z_freqs"], out["coding.z_radius"] = torch.from_numpy(zf), torch.from_numpy(zr)
         out["coding.y_freqs"], out["coding.y_radius"] = torch.from_numpy(yf), torch.from_numpy(yr)
-        for k, v in freeze_layers(model.hyper_synthesis.net).items():
-            out[f"coding.{k}"] = v
+        nets = [("hs", model.hyper_synthesis.net)]
+        if model.cfg.checkerboard:
+            for g, group in enumerate(model.context.groups):
+                nets += [(f"cb{g}.ctx", group.context), (f"cb{g}.par", group.params)]
+        for prefix, net in nets:
+            for k, v in freeze_layers(net, prefix).items():
+                out[f"coding.{k}"] = v
         out["coding.scale_log_min"] = torch.tensor([model.y_model.log_min], dtype=torch.float64)
         out["coding.scale_log_step"] = torch.tensor([model.y_model.log_step], dtype=torch.float64)
     else:

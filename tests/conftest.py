@@ -32,17 +32,22 @@ SAMPLE_PHOTO = Path(codedvision.__file__).resolve().parent / "data" / "sample.pn
 torch.set_num_threads(1)
 
 
-def _export_tiny(folder: Path, entropy_model: str, mean_scale: bool = False) -> Path:
+def _export_tiny(folder: Path, entropy_model: str, mean_scale: bool = False,
+                 checkerboard: bool = False, fmaps: int = 16) -> Path:
     torch.manual_seed(0)
-    cfg = ModelConfig(channels=16, fmaps=16, hyper_channels=16, entropy_model=entropy_model,
-                      mean_scale=mean_scale)
+    cfg = ModelConfig(channels=16, fmaps=fmaps, hyper_channels=16, entropy_model=entropy_model,
+                      mean_scale=mean_scale, checkerboard=checkerboard)
     model = CodedVisionModel(cfg)
     if mean_scale:  # the means (and the signed input) start at zero: give them a say
         last, first = model.hyper_synthesis.net[-1], model.hyper_analysis.net[0]
         with torch.no_grad():
-            last.weight[16:] = torch.randn_like(last.weight[16:]) * 0.05
-            last.bias[16:] = torch.randn(16) * 3
-            first.weight[:, 16:] = torch.randn_like(first.weight[:, 16:]) * 0.05
+            last.weight[fmaps:] = torch.randn_like(last.weight[fmaps:]) * 0.05
+            last.bias[fmaps:] = torch.randn(fmaps) * 3
+            first.weight[:, fmaps:] = torch.randn_like(first.weight[:, fmaps:]) * 0.05
+    if checkerboard:  # the context's corrections start at zero too
+        with torch.no_grad():
+            for group in model.context.groups:
+                group.params[-1].weight.normal_(0, 0.05)
     release.export(model, folder)
     return folder
 
@@ -67,6 +72,19 @@ def mean_scale_model_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def mean_scale_codec(mean_scale_model_dir) -> Codec:
     return Codec(mean_scale_model_dir)
+
+
+@pytest.fixture(scope="session")
+def checkerboard_model_dir(tmp_path_factory) -> Path:
+    """Release folder of a tiny random mean-scale model with a checkerboard context, 48 fMaps
+    (two file groups: 32 and 16), non-zero context corrections."""
+    return _export_tiny(tmp_path_factory.mktemp("tiny_checkerboard"), "hyperprior", True, True,
+                        fmaps=48)
+
+
+@pytest.fixture(scope="session")
+def checkerboard_codec(checkerboard_model_dir) -> Codec:
+    return Codec(checkerboard_model_dir)
 
 
 @pytest.fixture(scope="session")

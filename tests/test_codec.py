@@ -13,6 +13,7 @@ from PIL import Image
 from codedvision import codec as codec_module
 from codedvision.config import ModelConfig, quality_to_position
 from codedvision.model import CodedVisionModel
+from codedvision.networks import anchor_mask
 
 from conftest import synthetic
 
@@ -118,7 +119,8 @@ def test_large_image_round_trips_tile_by_tile(tiny_codec, photo):
 
 # -- both entropy models -------------------------------------------------------------------------
 
-@pytest.mark.parametrize("which", ["tiny_codec", "factorized_codec", "mean_scale_codec"])
+@pytest.mark.parametrize("which", ["tiny_codec", "factorized_codec", "mean_scale_codec",
+                                   "checkerboard_codec"])
 def test_both_entropy_models_round_trip(request, which, photo):
     codec = request.getfixturevalue(which)
     crop = photo.crop((0, 0, 200, 130))
@@ -315,6 +317,42 @@ def test_mean_scale_codes_around_exact_means(mean_scale_codec, small_photo):
     with torch.no_grad():  # any crop of the fMaps (validation crops to the picture): no grid
         y = codec.analysis(x)[:, :, :3, :5]
         assert quantized_fmaps(codec, y, torch.tensor([55])).shape == y.shape
+
+
+def test_checkerboard_codes_anchors_then_the_rest_around_context_means(checkerboard_codec,
+                                                                         small_photo, monkeypatch):
+    """A checkerboard file codes each group's anchors around the hyperprior's exact means, then
+    the other positions around means corrected from the decoded anchors (exact integer context
+    nets); the first group decodes alone, and the float model (what training and classifier
+    heads use) agrees up to rounding."""
+    codec = checkerboard_codec
+    data = codec.encode(small_photo, quality=55)
+    _, y_hat = codec.quantized_fmaps(data)
+    y_g = gained_fmaps(codec, small_photo, 55)
+    assert (y_hat - y_g).abs().max() <= 0.5 + 1e-4
+    with torch.no_grad():
+        z = torch.round(codec.model.hyper_analysis(y_g)).double()
+    _, mean = codec._hyper_params(z, codec.cfg.fmaps)
+    sym = y_hat.double().numpy() - mean
+    a = np.broadcast_to(anchor_mask(*y_hat.shape[2:]).numpy(), sym.shape)
+    assert np.array_equal(sym[a], np.round(sym[a]))  # anchors: around the hyperprior's means
+    assert not np.array_equal(sym[~a], np.round(sym[~a]))  # the rest: around corrected ones
+    decoded = []
+    real_decode = codec_module.coder.decode
+    monkeypatch.setattr(codec_module.coder, "decode",
+                        lambda dec, ids, tables: decoded.append(ids.size) or real_decode(
+                            dec, ids, tables))
+    _, first = codec.quantized_fmaps(data, channels=5)
+    assert torch.equal(first, y_hat[:, :5])
+    hw = y_hat[0, 0].numel()
+    assert decoded[1:] == [(hw + 1) // 2 * 32, hw // 2 * 32]  # the first group: 2 passes
+    x = torch.from_numpy(np.array(small_photo)).permute(2, 0, 1)[None].float() / 255
+    x = F.pad(x, (0, -x.shape[3] % codec.cfg.stride, 0, -x.shape[2] % codec.cfg.stride),
+              mode="replicate")
+    with torch.no_grad():
+        approx = codec.model.quantize(codec.analysis(x) * codec._gains(55)[0], 1e4)
+    steps = (approx - y_hat).abs()  # in quantizer steps (before the inverse gain)
+    assert (steps < 0.05).float().mean() > 0.95 and steps.max() < 1.05
 
 
 # -- precision: bf16 transforms, exact entropy coding -------------------------------------------

@@ -360,6 +360,32 @@ def test_a_scale_only_run_continues_as_mean_scale(patch_dir, tmp_path):
     _exports_and_has_no_way_back(t, patch_dir, tmp_path, "may become mean-scale")
 
 
+def test_a_mean_scale_run_continues_with_a_checkerboard_context(patch_dir, tmp_path):
+    mean_scale = dataclasses.replace(tiny_config(patch_dir).model, mean_scale=True)
+    first = Trainer(tiny_config(patch_dir, model=mean_scale), tmp_path / "a", quiet=True)
+    first.run(max_steps=10)
+    model = dataclasses.replace(mean_scale, checkerboard=True)
+    t = Trainer(tiny_config(patch_dir, model=model, context_lr_scale=3.0,
+                            init_from=str(tmp_path / "a" / "checkpoint.pt")),
+                tmp_path / "b", quiet=True)
+    same = [(k, v) for k, v in t.validate().items() if not math.isnan(v)]
+    assert same and same == [(k, v) for k, v in first.validate().items()
+                             if not math.isnan(v)]  # the corrections start at zero
+    losses = [t.train_step()["loss"] for _ in range(10)]
+    assert all(np.isfinite(losses))
+    assert t.model.context.groups[0].params[-1].weight.abs().sum() > 0  # ... and then learn
+    assert [g["lr"] / t.cfg.lr for g in t.opt.param_groups] == [1.0, 3.0]  # warm-up over
+    with pytest.raises(ValueError, match="order is fixed"):
+        t.model.permute_fmaps(torch.arange(8).flip(0))
+    with pytest.raises(ValueError, match="keeps the source's lambdas"):  # files would change
+        Trainer(tiny_config(patch_dir, model=model, train_parts="decoder",
+                            init_from=str(tmp_path / "a" / "checkpoint.pt")), tmp_path / "d",
+                quiet=True)
+    _exports_and_has_no_way_back(t, patch_dir, tmp_path, "gain a checkerboard context")
+    manifest = json.loads((tmp_path / "rel" / "manifest.json").read_text())
+    assert manifest["fmap_order"]["by"].startswith("as trained")
+
+
 def test_a_run_continues_with_more_forward_units_at_half_resolution(patch_dir, tmp_path):
     from codedvision.networks import ForwardNet, add_half_units
 

@@ -38,8 +38,8 @@ from torch import nn
 
 from ..config import ModelConfig, check_fields
 from ..model import CodedVisionModel
-from ..networks import (BackwardNet, ForwardNet, HyperAnalysis, HyperSynthesis, add_half_units,
-                        widen_net)
+from ..networks import (BackwardNet, CheckerboardContext, ForwardNet, HyperAnalysis,
+                        HyperSynthesis, add_half_units, widen_net)
 from ..precision import use_bf16
 from .data import PatchSampler, load_caltech_train, load_patches
 from .plot import plot_log
@@ -84,6 +84,9 @@ class TrainConfig:
     # init_from; its first conv can rescale its inputs as the inverse gains would), on the mean
     # PSNR over the batch's qualities; e.g. after widening it (backward_channels).
     train_parts: str = "all"
+    # The checkerboard context nets (model.checkerboard) learn at this many times lr: added to
+    # trained transforms by init_from, they start from zero while the rest is nearly settled.
+    context_lr_scale: float = 1.0
     seed: int = 0
     threads: int = 0  # 0: all cores
     autocast: str = "auto"  # "auto", "bf16" or "off"
@@ -132,6 +135,8 @@ def check_config(cfg: TrainConfig) -> None:
         raise ValueError(f"patch {cfg.patch} is not a multiple of the model's stride {stride}")
     if cfg.schedule not in ("variable-rate", "paper"):
         raise ValueError(f"unknown schedule {cfg.schedule!r} (variable-rate or paper)")
+    if not cfg.context_lr_scale > 0:
+        raise ValueError("context_lr_scale must be positive")
     if cfg.train_parts not in ("all", "decoder"):
         raise ValueError(f"unknown train_parts {cfg.train_parts!r} (all or decoder)")
     use_bf16(cfg.autocast, "autocast")  # a bad value is an error that names it
@@ -151,7 +156,8 @@ def initial_weights(path: Path, model_cfg: ModelConfig, train_parts: str = "all"
     forward network may have more residual units at half resolution (`forward_half_units`,
     added as identities: `networks.add_half_units`); and a scale-only source may start a
     mean-scale run (`mean_scale`): its means start at zero, so the run starts from the
-    source's rates and images."""
+    source's rates and images; and a mean-scale source may start a checkerboard run
+    (`checkerboard`): the context's corrections start at zero, the source's function again."""
     from .export import load_trained
 
     model = load_trained(path)[0]
@@ -159,19 +165,22 @@ def initial_weights(path: Path, model_cfg: ModelConfig, train_parts: str = "all"
                                channels=model_cfg.channels,
                                backward_channels=model_cfg.backward_channels,
                                mean_scale=model_cfg.mean_scale,
-                               forward_half_units=model_cfg.forward_half_units)
+                               forward_half_units=model_cfg.forward_half_units,
+                               checkerboard=model_cfg.checkerboard)
     if (same != model_cfg or model.cfg.decoder_channels > model_cfg.decoder_channels
             or model.cfg.channels > model_cfg.channels
             or model.cfg.mean_scale > model_cfg.mean_scale
-            or model.cfg.forward_half_units > model_cfg.forward_half_units):
+            or model.cfg.forward_half_units > model_cfg.forward_half_units
+            or model.cfg.checkerboard > model_cfg.checkerboard):
         raise ValueError(f"{path}: its model config differs from the run's; init_from needs the "
                          "same network (only the lambdas may differ, the networks may be "
-                         "wider or have more forward_half_units, and a scale-only model may "
-                         "become mean-scale)")
+                         "wider or have more forward_half_units, a scale-only model may "
+                         "become mean-scale and a mean-scale one gain a checkerboard context)")
     if train_parts == "decoder" and (model.cfg.lambdas != model_cfg.lambdas
                                      or model.cfg.channels != model_cfg.channels
                                      or model.cfg.forward_half_units != model_cfg.forward_half_units
-                                     or model.cfg.mean_scale != model_cfg.mean_scale):
+                                     or model.cfg.mean_scale != model_cfg.mean_scale
+                                     or model.cfg.checkerboard != model_cfg.checkerboard):
         raise ValueError(f"{path}: a decoder-only run keeps the source's lambdas, forward "
                          "network and entropy model (anything else would change every file)")
     if model_cfg.mean_scale and not model.cfg.mean_scale:
@@ -198,6 +207,9 @@ def initial_weights(path: Path, model_cfg: ModelConfig, train_parts: str = "all"
         wide = BackwardNet(model_cfg)
         widen_net(model.backward_net, wide, generator)
         model.backward_net = wide
+    if model_cfg.checkerboard and not model.cfg.checkerboard:
+        # its corrections start at zero (GroupContext): the same function as the source
+        model.context = CheckerboardContext(model_cfg)
     state = model.state_dict()
     if model.cfg.lambdas != model_cfg.lambdas:
         for key, slope in (("log_gain", 0.5), ("log_inv_gain", -0.5)):
@@ -265,7 +277,12 @@ class Trainer:
             for name, p in self.model.named_parameters():
                 p.requires_grad_(name.startswith("backward_net."))
         self.params = [p for p in self.model.parameters() if p.requires_grad]
-        self.opt = torch.optim.Adam(self.params, lr=cfg.lr)
+        context = [p for n, p in self.model.named_parameters()
+                   if p.requires_grad and n.startswith("context.")]
+        groups = [{"params": [p for p in self.params if all(p is not c for c in context)]}]
+        if context:  # the checkerboard nets: their own lr (learning_rate x lr_scale)
+            groups.append({"params": context, "lr_scale": cfg.context_lr_scale})
+        self.opt = torch.optim.Adam(groups, lr=cfg.lr)
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.step = 0
         self._load_data()
@@ -322,7 +339,7 @@ class Trainer:
             pos = torch.zeros(x.shape[0])  # one rate: the first anchor's gains
         lr = learning_rate(cfg, self.step)
         for group in self.opt.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         out = self.model(x, pos, autocast=self.autocast)
         loss, bpp, psnr = self.model.rd_loss(out, pos, x.shape[2] * x.shape[3],
                                              rate_weight(cfg, self.step))

@@ -59,10 +59,13 @@ def export_checkpoint(checkpoint: Path, out_dir: Path, force: bool = False,
     sorted most-spread first (see sort_fmaps) when the training patches are at hand."""
     model, state = load_checkpoint_model(checkpoint)
     tc = state["train_config"]
-    try:
-        order = sort_fmaps(model, Path(tc["patches_dir"]))
-    except FileNotFoundError:
-        order = {"by": "as trained (training patches not found at export)"}
+    if model.cfg.checkerboard:  # its context model works per group: the order is part of it
+        order = {"by": "as trained (a checkerboard model's groups fix the order)"}
+    else:
+        try:
+            order = sort_fmaps(model, Path(tc["patches_dir"]))
+        except FileNotFoundError:
+            order = {"by": "as trained (training patches not found at export)"}
     training = {
         "steps": state["step"],
         "batch": tc["batch"],
