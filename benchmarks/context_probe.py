@@ -1,75 +1,48 @@
 """How many bits would a spatial context model save on a trained codec's transforms?
 
-    python benchmarks/context_probe.py [MODEL] [--steps 3000] [--groups 4]
+    python benchmarks/context_probe.py [MODEL] [--steps 3000]
 
 The shipped entropy model is a mean-scale hyperprior: every fMap element's mean and scale come
 from the hyper-latents alone. A checkerboard context (He et al. 2021, "Checkerboard context
 model for efficient learned image compression") codes half of the positions that way (the
 anchors, i+j even) and the other half with mean and scale corrected from the decoded anchors
 around them: a 5x5 convolution over the anchors and two 1x1 layers over [hyper output, context],
-in `groups` channel groups (4 groups of 32 fMaps = the file's channel groups, so a reader of the
-first fMaps would still stop after their group), started at zero correction.
+per group of 32 fMaps (the file's channel groups, so a reader of the first fMaps still stops
+after their group), started at zero correction: the codec's own context model
+(`codedvision.networks.CheckerboardContext`, the model option `checkerboard`).
 
-Everything of the model stays frozen; only the context layers are trained, on the rate of the
+Here the model stays frozen and only the context layers are trained, on the rate of the
 non-anchor positions (noise-relaxed, Adam at 1e-3, random 8x8 windows of the fMaps of the
 training patches, batch 16, quality positions drawn uniformly). Then, on the trainer's 16
 held-out patches (256x256, never trained on; not Kodak), at every quality anchor: bpp of the
 hyperprior alone and with the context (rounded symbols, the model's own likelihoods, hyper-
 latents included), and the PSNR of each (the non-anchors are rounded around their new means, so
-the decoded pixels change a little). A lower bound on what a context model would give: the
-transforms were not trained with it. Writes benchmarks/results/context_probe.json.
+the decoded pixels change a little). A lower bound on what a context model gives: the
+transforms were not trained with it (a training run with `checkerboard` trains both). Writes benchmarks/results/context_probe.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
 
 import torch
-from torch import nn
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 from capacity_probe import held_out_patches, patches_tensor, psnr, write_json  # noqa: E402
+from codedvision.container import FMAP_GROUP  # noqa: E402
+from codedvision.networks import CheckerboardContext  # noqa: E402
 from codedvision.train.data import load_patches  # noqa: E402
 from codedvision.train.export import load_trained  # noqa: E402
 
 WINDOW = 8  # fMap positions per side of a training window
 BATCH = 16
-
-
-class CheckerboardContext(nn.Module):
-    """Mean and log-scale corrections (B,M,H,W each) for the non-anchor positions, from the
-    hyper output (B,2M,H,W: log-scales then means) and the decoded anchors (zero elsewhere)."""
-
-    def __init__(self, fmaps: int, groups: int):
-        super().__init__()
-        self.m, self.groups = fmaps, groups
-        hidden = 2 * fmaps
-        self.context = nn.Conv2d(fmaps, hidden, 5, padding=2, groups=groups)
-        self.params = nn.Sequential(
-            nn.Conv2d(4 * fmaps, hidden, 1, groups=groups), nn.ReLU(),
-            nn.Conv2d(hidden, 2 * fmaps, 1, groups=groups))
-        nn.init.zeros_(self.params[-1].weight)
-        nn.init.zeros_(self.params[-1].bias)
-
-    def forward(self, hyper: torch.Tensor, anchors: torch.Tensor):
-        b, _, h, w = hyper.shape
-        g = self.groups
-        hyp = hyper.reshape(b, 2, g, self.m // g, h, w).transpose(1, 2).reshape(b, g, -1, h, w)
-        ctx = self.context(anchors).reshape(b, g, -1, h, w)
-        x = torch.cat([hyp, ctx], 2).reshape(b, -1, h, w)  # group i: its scales, means, context
-        d = self.params(x).reshape(b, g, 2, self.m // g, h, w).transpose(1, 2)
-        d = d.reshape(b, 2, self.m, h, w)
-        return d[:, 0], d[:, 1]
-
-
-def anchor_mask(h: int, w: int) -> torch.Tensor:
-    return ((torch.arange(h)[:, None] + torch.arange(w)[None]) % 2 == 0).float()
 
 
 def code(model, ctx_model, y: torch.Tensor, position: torch.Tensor, relaxed: bool) -> dict:
@@ -79,13 +52,9 @@ def code(model, ctx_model, y: torch.Tensor, position: torch.Tensor, relaxed: boo
     with torch.no_grad():
         z = torch.round(model.hyper_analysis(y_g))
         bits_z = -torch.log2(model.z_model.likelihood(z)).sum()
-        hyper = model.hyper_synthesis(z)
-    log_scale, mean = model.split_hyper(hyper)
-    a = anchor_mask(*y.shape[2:])
+        log_scale, mean = model.split_hyper(model.hyper_synthesis(z))
     y_hat = torch.round(y_g - mean) + mean  # the hyperprior's own (the anchors' in both)
-    d_scale, d_mean = ctx_model(hyper, y_hat * a)
-    mean2 = mean + d_mean * (1 - a)
-    log_scale2 = log_scale + d_scale * (1 - a)
+    log_scale2, mean2 = ctx_model(log_scale, mean, y_hat)
     if relaxed:
         q = lambda v: v + torch.empty_like(v).uniform_(-0.5, 0.5)  # noqa: E731
     else:
@@ -101,7 +70,6 @@ def main() -> None:
     ap.add_argument("model", nargs="?", default="default",
                     help="checkpoint.pt or release folder (default: the shipped one)")
     ap.add_argument("--steps", type=int, default=3000)
-    ap.add_argument("--groups", type=int, default=4)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--patches", type=Path, default=HERE.parents[1] / "shared" / "data" / "train_patches")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "context_probe.json")
@@ -120,7 +88,7 @@ def main() -> None:
         yv = model.forward_net(xv)
         yt = torch.cat([model.forward_net(patches_tensor(train[i:i + 32]))
                         for i in range(0, len(train), 32)])
-    ctx_model = CheckerboardContext(model.cfg.fmaps, args.groups)
+    ctx_model = CheckerboardContext(dataclasses.replace(model.cfg, checkerboard=True))
     opt = torch.optim.Adam(ctx_model.parameters(), lr=1e-3)
     t0 = time.time()
     side = yt.shape[2]
@@ -153,7 +121,8 @@ def main() -> None:
     write_json(args.out, {
         "benchmark": "context_probe", "model": name,
         "images": f"{holdout} held-out training patches (the last {holdout} of {args.patches}), 256x256",
-        "context": f"checkerboard, 5x5 over the anchors, {args.groups} channel groups",
+        "context": "codedvision.networks.CheckerboardContext (5x5 over the anchors, per group "
+                   f"of {FMAP_GROUP} fMaps), trained alone on the frozen model",
         "training": {"steps": args.steps, "lr": 1e-3, "batch": BATCH, "window": WINDOW,
                      "data": f"fMaps of the other {len(train)} training patches",
                      "seconds": round(time.time() - t0)},
