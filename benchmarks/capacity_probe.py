@@ -58,7 +58,7 @@ def probe(model, x: torch.Tensor) -> list[dict]:
         if model.cfg.entropy_model == "hyperprior":
             z = torch.round(model.hyper_analysis(y_g))
             bits_z = float(-torch.log2(model.z_model.likelihood(z)).sum())
-            log_scale, mean = model.split_hyper(model.hyper_synthesis(z))
+            log_scale, mean = model.entropy_params(model.hyper_synthesis(z), y_g)
             q = torch.round(y_g if mean is None else y_g - mean)
             lik = model.y_model.likelihood(q, log_scale)
             y_hat = q if mean is None else q + mean
