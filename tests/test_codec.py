@@ -40,6 +40,16 @@ def expected_fmap_shape(codec, width: int, height: int) -> tuple[int, int, int, 
     return (1, codec.cfg.fmaps, math.ceil(height / s) * s // d, math.ceil(width / s) * s // d)
 
 
+def count_decoded_symbols(monkeypatch) -> list[int]:
+    """From now on, the number of symbols of every coder.decode call, in order."""
+    decoded: list[int] = []
+    real_decode = codec_module.coder.decode
+    monkeypatch.setattr(codec_module.coder, "decode",
+                        lambda dec, ids, tables: decoded.append(ids.size) or real_decode(
+                            dec, ids, tables))
+    return decoded
+
+
 # -- round trips of odd sizes -------------------------------------------------------------------
 
 @pytest.mark.parametrize("size", [(1, 1), (17, 33), (33, 17), (64, 64), (65, 63)],
@@ -226,11 +236,7 @@ def test_first_fmaps_decode_alone_and_equal_the_full_decode(request, which, smal
     _, full = codec.quantized_fmaps(data)
     if not codec.cfg.mean_scale:  # (mean-scale: test_mean_scale_codes_around_exact_means)
         assert torch.equal(full, coded_integers(codec, small_photo, 45))
-    decoded = []
-    real_decode = codec_module.coder.decode
-    monkeypatch.setattr(codec_module.coder, "decode",
-                        lambda dec, ids, tables: decoded.append(ids.size) or real_decode(
-                            dec, ids, tables))
+    decoded = count_decoded_symbols(monkeypatch)
     _, first = codec.quantized_fmaps(data, channels=5)
     assert torch.equal(first, full[:, :5])
     y_calls = decoded[1:] if codec.hyper else decoded  # hyperprior: z first
@@ -340,11 +346,7 @@ def test_checkerboard_codes_anchors_then_the_rest_around_context_means(checkerbo
     a = np.broadcast_to(anchor_mask(*y_hat.shape[2:]).numpy(), sym.shape)
     assert np.array_equal(sym[a], np.round(sym[a]))  # anchors: around the hyperprior's means
     assert not np.array_equal(sym[~a], np.round(sym[~a]))  # the rest: around corrected ones
-    decoded = []
-    real_decode = codec_module.coder.decode
-    monkeypatch.setattr(codec_module.coder, "decode",
-                        lambda dec, ids, tables: decoded.append(ids.size) or real_decode(
-                            dec, ids, tables))
+    decoded = count_decoded_symbols(monkeypatch)
     _, first = codec.quantized_fmaps(data, channels=5)
     assert torch.equal(first, y_hat[:, :5])
     hw = y_hat[0, 0].numel()
