@@ -188,13 +188,18 @@ class Codec:
     def _context_params(self, g: int, log_scale: np.ndarray, mean: np.ndarray,
                         anchors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Group g's checkerboard log-scales and means, from the hyperprior's (of the group)
-        and its decoded anchors (zero elsewhere), in exact integer arithmetic: the values at
-        the non-anchor positions."""
+        and its decoded anchors (zero elsewhere), in exact integer arithmetic; only the
+        non-anchor positions are computed (the anchors' stay the hyperprior's)."""
         ctx_net, params_net = self.context_exact[g]
-        ctx = ctx_net(torch.from_numpy(anchors))
-        d = params_net(torch.from_numpy(np.concatenate([log_scale, mean, ctx], 1)))
+        log_scale, mean = log_scale.copy(), mean.copy()
         c = log_scale.shape[1]
-        return log_scale + d[:, :c], mean + d[:, c:]
+        for pi, pj in ((0, 1), (1, 0)):  # the two non-anchor sub-lattices
+            ctx = ctx_net.at_non_anchors(torch.from_numpy(anchors), (pi, pj))
+            ls, mu = log_scale[:, :, pi::2, pj::2], mean[:, :, pi::2, pj::2]  # views
+            d = params_net(torch.from_numpy(np.concatenate([ls, mu, ctx], 1)))
+            ls += d[:, :c]
+            mu += d[:, c:]
+        return log_scale, mean
 
     def _code_fmaps(self, y_shape: tuple, hyper: tuple | None, code) -> np.ndarray:
         """Code the fMaps (1,C,h,w) group by group, the encoder's and the decoder's one order.

@@ -90,3 +90,34 @@ class ExactNet:
             else:
                 x = torch.clamp_min(x, 0)
         return (x * 2.0**-ACT_BITS).numpy()
+
+    @torch.no_grad()
+    def at_non_anchors(self, anchors: torch.Tensor, parity: tuple[int, int]) -> np.ndarray:
+        """A one-conv net (odd k x k kernel, 'same' padding) on a checkerboard input, exactly as
+        __call__ computes it, but only at the positions (parity[0]::2, parity[1]::2) of a
+        non-anchor parity ((0, 1) or (1, 0)); anchors (1,C,H,W), H and W even, is zero except
+        at the anchors (row + column even). Each output sums only the taps that reach an
+        anchor, over the two anchor sub-lattices, so about a quarter of the full conv's work;
+        the same integers (exact sums in any order). Returns (1,O,H/2,W/2) float64."""
+        (kind, w, b, gain, bias_max, stride, padding), = self.layers
+        k = w.shape[-1]
+        if kind != "conv" or stride != (1, 1) or padding != (k // 2, k // 2) or k % 2 == 0:
+            raise TypeError("at_non_anchors needs one odd 'same' conv")  # pragma: no cover
+        x = anchors.double() * 2**ACT_BITS
+        if float(x.abs().amax()) * gain + bias_max >= EXACT_LIMIT:
+            raise ExactIntegerError("values out of range")
+        r, (pi, pj) = k // 2, parity
+        out = 0
+        for ai in (0, 1):  # the anchor sub-lattices: (even, even) and (odd, odd)
+            sub = x[:, :, ai::2, ai::2]
+            di = [d for d in range(-r, r + 1) if (pi + d - ai) % 2 == 0]
+            dj = [d for d in range(-r, r + 1) if (pj + d - ai) % 2 == 0]
+            # output (p, q) reads sub[p + (pi + di - ai) / 2, q + (pj + dj - ai) / 2]
+            ui = [(pi + d - ai) // 2 for d in di]
+            uj = [(pj + d - ai) // 2 for d in dj]
+            kern = w[:, :, [d + r for d in di]][:, :, :, [d + r for d in dj]]
+            padded = F.pad(sub, (-uj[0], uj[-1], -ui[0], ui[-1]))
+            out = out + F.conv2d(padded, kern)
+        return (torch.floor((out + b[None, :, None, None]) * 2.0**-WEIGHT_BITS)
+                * 2.0**-ACT_BITS).numpy()
+
