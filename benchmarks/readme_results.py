@@ -78,7 +78,8 @@ def model_section(manifest: dict) -> list[str]:
     tr, cfg = manifest.get("training", {}), ModelConfig.from_dict(manifest["config"])
     backward = (f" (backward network {cfg.decoder_channels})"
                 if cfg.decoder_channels != cfg.channels else "")
-    entropy = cfg.entropy_model + (" (mean-scale)" if cfg.mean_scale else "")
+    entropy = cfg.entropy_model + (" (mean-scale)" if cfg.mean_scale else "") + (
+        " with a checkerboard context" if cfg.checkerboard else "")
     lines = ["### The shipped model", "",
              f"Model `{manifest['model_id']}`: {manifest['parameters']:,} parameters, "
              f"{cfg.channels} channels{backward}, {cfg.fmaps} fMaps, "

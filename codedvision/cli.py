@@ -435,8 +435,9 @@ def train():
 @click.option("--init-from", type=click.Path(exists=True), default=None,
               help="Start from these weights (a checkpoint.pt or a model folder) with a fresh "
                    "optimiser and schedule; the same network, except that other lambdas (gains "
-                   "are carried over), wider networks (channels, backward_channels) and a "
-                   "mean-scale hyperprior are allowed.")
+                   "are carried over), wider networks (channels, backward_channels), more "
+                   "forward_half_units, a mean-scale hyperprior and a checkerboard context "
+                   "are allowed.")
 def train_codec(config_path, preset, run_dir, resume, steps, minutes, init_from):
     """Train a codec (resumable; logs to RUN_DIR/log.csv)."""
     from .train.codec import PRESETS, TrainConfig, Trainer
