@@ -139,7 +139,8 @@ class CodedVisionModel(nn.Module):
     @torch.no_grad()
     def quantize(self, y_g: torch.Tensor, limit: float) -> torch.Tensor:
         """The quantized fMaps for gained fMaps y_g: round(y_g), or round(y_g - mean) + mean for
-        a mean-scale model; coded values clamped to +-limit. The means come from the float
+        a mean-scale model (its means corrected by the checkerboard context, if any); coded
+        values clamped to +-limit. The means come from the float
         hyper networks on y_g alone (edge-padded to their 4-position grid): a file's come from
         the exact integer ones over the whole padded picture, so near y_g's borders (a crop, a
         window of the fMap cache) and by rounding they can differ; an approximation for

@@ -173,7 +173,8 @@ def gains(codec, qualities: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 @torch.no_grad()
 def quantized_fmaps(codec, y: torch.Tensor, qualities: torch.Tensor) -> torch.Tensor:
     """What `Codec.fmaps` returns for forward-net output y: round(y * gain) (mean-scale
-    models: around the predicted means), clamped to the coder's range, times the inverse gain."""
+    models: around the predicted means, corrected by a checkerboard context if the codec has
+    one), clamped to the coder's range, times the inverse gain."""
     gain, inv_gain = gains(codec, qualities)
     return codec.model.quantize(y * gain, coder.VALUE_LIMIT) * inv_gain
 
