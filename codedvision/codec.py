@@ -9,8 +9,9 @@
 Encoding: pad to a multiple of the model stride (edge replication) -> forward net -> x gain(q)
 -> round -> [hyperprior: z = round(h_a(.)), coded with per-channel tables; scale indices (and,
 mean-scale models, the means that the fMaps are rounded around) from the exact integer
-hyper-synthesis] -> range coding, the fMaps in groups of FMAP_GROUP channels
--> container. Decoding mirrors it and crops; a reader that needs only the first fMaps stops
+hyper-synthesis] -> range coding, the fMaps in groups of FMAP_GROUP channels (checkerboard
+models: each group in two passes, the anchors, then the other positions around means and
+scales corrected from the decoded anchors by the exact integer context nets) -> container. Decoding mirrors it and crops; a reader that needs only the first fMaps stops
 after their groups (released models store their fMaps most-spread first).
 """
 
@@ -130,7 +131,8 @@ class Codec:
     def quantized_fmaps(self, data: bytes, channels: int | None = None
                         ) -> tuple[Header, torch.Tensor]:
         """The header and the quantized fMaps (1,M,h,w) as decoded, before the inverse gain:
-        the coded integers (mean-scale models: plus their predicted means), or their first
+        the coded integers (mean-scale models: plus their predicted means, corrected by the
+        checkerboard context if the model has one), or their first
         `channels` (for tests and tools)."""
         return self._entropy_decode(data, channels)
 

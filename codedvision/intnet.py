@@ -95,14 +95,18 @@ class ExactNet:
     def at_non_anchors(self, anchors: torch.Tensor, parity: tuple[int, int]) -> np.ndarray:
         """A one-conv net (odd k x k kernel, 'same' padding) on a checkerboard input, exactly as
         __call__ computes it, but only at the positions (parity[0]::2, parity[1]::2) of a
-        non-anchor parity ((0, 1) or (1, 0)); anchors (1,C,H,W), H and W even, is zero except
+        non-anchor parity ((0, 1) or (1, 0)); anchors (1,C,H,W), H and W even (fMap grids of
+        a hyperprior model are multiples of 4), is zero except
         at the anchors (row + column even). Each output sums only the taps that reach an
         anchor, over the two anchor sub-lattices, so about a quarter of the full conv's work;
         the same integers (exact sums in any order). Returns (1,O,H/2,W/2) float64."""
         (kind, w, b, gain, bias_max, stride, padding), = self.layers
         k = w.shape[-1]
-        if kind != "conv" or stride != (1, 1) or padding != (k // 2, k // 2) or k % 2 == 0:
-            raise TypeError("at_non_anchors needs one odd 'same' conv")  # pragma: no cover
+        if kind != "conv" or stride != (1, 1) or padding != (k // 2, k // 2) or k % 2 == 0 \
+                or k < 3:
+            raise TypeError("at_non_anchors needs one odd 'same' conv, 3x3 or larger")
+        if anchors.shape[2] % 2 or anchors.shape[3] % 2:
+            raise TypeError("at_non_anchors needs even sides")
         x = anchors.double() * 2**ACT_BITS
         if float(x.abs().amax()) * gain + bias_max >= EXACT_LIMIT:
             raise ExactIntegerError("values out of range")

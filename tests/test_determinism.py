@@ -63,8 +63,9 @@ def test_decoding_in_a_fresh_process_with_one_thread_is_bit_exact(default_model_
     assert np.abs(decoded_there - decoded_here).max() <= 1
 
 
+@pytest.mark.parametrize("kernel", [3, 5, 7])
 @pytest.mark.parametrize("size", [(2, 2), (4, 8), (12, 4)])
-def test_the_checkerboard_conv_at_the_non_anchors_equals_the_full_exact_conv(size):
+def test_the_checkerboard_conv_at_the_non_anchors_equals_the_full_exact_conv(size, kernel):
     """The codec computes the context conv only where it is needed (ExactNet.at_non_anchors,
     about a quarter of the work): the same integers as the full exact conv there."""
     from torch import nn
@@ -73,9 +74,11 @@ def test_the_checkerboard_conv_at_the_non_anchors_equals_the_full_exact_conv(siz
     from codedvision.networks import anchor_mask
 
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(6, 10, 5, padding=2))
+    net = nn.Sequential(nn.Conv2d(6, 10, kernel, padding=kernel // 2))
     exact = ExactNet(net, freeze_layers(net, "ctx"), "ctx")
     anchors = torch.round(torch.randn(1, 6, *size) * 300) / 256 * anchor_mask(*size)
     full = exact(anchors)
     for pi, pj in ((0, 1), (1, 0)):
         assert np.array_equal(exact.at_non_anchors(anchors, (pi, pj)), full[:, :, pi::2, pj::2])
+    with pytest.raises(TypeError, match="even sides"):
+        exact.at_non_anchors(anchors[:, :, :1], (0, 1))
