@@ -493,7 +493,7 @@ def train_export(checkpoint, out, force):
         manifest = export_checkpoint(Path(checkpoint), Path(out), force=force)
     except (OSError, ValueError, KeyError) as e:
         _fail(_one_line(e))
-    if manifest["fmap_order"]["by"].startswith("as trained"):
+    if manifest["fmap_order"]["by"].startswith("as trained (training patches not found"):
         click.echo("note: the training patches were not found, so the fMaps are not sorted "
                    "most-spread first: classifier heads on the first fMaps will do worse", err=True)
     click.echo(f"exported model {manifest['model_id']} to {out}")
