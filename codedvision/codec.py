@@ -207,24 +207,30 @@ class Codec:
         """Code the fMaps (1,C,h,w) group by group, the encoder's and the decoder's one order.
         hyper: the exact (log-scales, means or None) of a hyperprior model, else None.
         code(s, ids, centre, sel): codes (encodes or decodes) the symbols of channel slice s at
-        the positions sel (a (1,1,h,w) bool mask, or None: all) with table ids `ids` and
-        returns the quantized fMaps there (symbol + centre; 0 elsewhere). Returns the
-        quantized fMaps, float64."""
+        the positions sel (a bool array of ids' shape) with table ids `ids` and returns the
+        quantized fMaps there (symbol + centre; 0 elsewhere). Returns the quantized fMaps,
+        float64."""
+        h, w = y_shape[2:]
+        everywhere = np.ones((1, 1, h, w), bool)
+        anchors_at = anchor_mask(h, w).numpy() if self.cfg.checkerboard else everywhere
         parts = []
         for g, s in enumerate(_fmap_groups(y_shape[1])):
+            shape = (1, s.stop - s.start, h, w)
             if hyper is None:
-                parts.append(code(s, _channel_ids((1, s.stop - s.start, *y_shape[2:])) + s.start,
-                                  0.0, None))
+                parts.append(code(s, _channel_ids(shape) + s.start, 0.0,
+                                  np.broadcast_to(everywhere, shape)))
                 continue
             log_scale, mean = hyper[0][:, s], None if hyper[1] is None else hyper[1][:, s]
             centre = 0.0 if mean is None else mean
             if not self.cfg.checkerboard:
-                parts.append(code(s, self._scale_index(log_scale), centre, None))
+                parts.append(code(s, self._scale_index(log_scale), centre,
+                                  np.broadcast_to(everywhere, shape)))
                 continue
-            a = anchor_mask(*y_shape[2:]).numpy()
-            anchors = code(s, self._scale_index(log_scale), centre, a)
+            anchors = code(s, self._scale_index(log_scale), centre,
+                           np.broadcast_to(anchors_at, shape))
             log_scale, mean = self._context_params(g, log_scale, mean, anchors)
-            parts.append(anchors + code(s, self._scale_index(log_scale), mean, ~a))
+            parts.append(anchors + code(s, self._scale_index(log_scale), mean,
+                                        np.broadcast_to(~anchors_at, shape)))
         return np.concatenate(parts, axis=1)
 
     def _code(self, y: torch.Tensor, h: int, w: int, quality: int) -> bytes:
@@ -244,7 +250,6 @@ class Codec:
 
         def code(s, ids, centre, sel):  # the symbols are y - centre, rounded
             v = np.clip(np.round(y_np[:, s] - centre), -lim, lim)
-            sel = np.ones(v.shape, bool) if sel is None else np.broadcast_to(sel, v.shape)
             coder.encode(enc, v[sel].astype(np.int64), ids[sel], self.y_tables)
             return np.where(sel, v + centre, 0.0)
 
@@ -298,7 +303,6 @@ class Codec:
 
             def code(s, ids, centre, sel):
                 v = np.zeros(ids.shape)
-                sel = np.ones(v.shape, bool) if sel is None else np.broadcast_to(sel, v.shape)
                 v[sel] = coder.decode(dec, ids[sel], self.y_tables)
                 return np.where(sel, v + centre, 0.0)
 

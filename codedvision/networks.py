@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from .config import ModelConfig
+from .container import fmap_groups
 from .precision import float32
 
 
@@ -226,8 +227,6 @@ class CheckerboardContext(nn.Module):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        from .container import fmap_groups
-
         self.slices = fmap_groups(cfg.fmaps)
         self.groups = nn.ModuleList(GroupContext(s.stop - s.start) for s in self.slices)
 

@@ -276,10 +276,10 @@ class Trainer:
         if cfg.train_parts == "decoder":
             for name, p in self.model.named_parameters():
                 p.requires_grad_(name.startswith("backward_net."))
-        self.params = [p for p in self.model.parameters() if p.requires_grad]
-        context = [p for n, p in self.model.named_parameters()
-                   if p.requires_grad and n.startswith("context.")]
-        groups = [{"params": [p for p in self.params if all(p is not c for c in context)]}]
+        named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        self.params = [p for _, p in named]
+        context = [p for n, p in named if n.startswith("context.")]
+        groups = [{"params": [p for n, p in named if not n.startswith("context.")]}]
         if context:  # the checkerboard nets: their own lr (learning_rate x lr_scale)
             groups.append({"params": context, "lr_scale": cfg.context_lr_scale})
         self.opt = torch.optim.Adam(groups, lr=cfg.lr)
