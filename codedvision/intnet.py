@@ -48,6 +48,7 @@ class ExactNet:
 
     def __init__(self, net: nn.Sequential, frozen: dict[str, torch.Tensor], prefix: str = "hs"):
         self.layers: list[tuple] = []
+        self._sub_kernel_cache: dict = {}
         for i, layer in enumerate(net):
             if isinstance(layer, nn.Conv2d):
                 w = frozen[f"{prefix}.{i}.weight"].double()
@@ -110,18 +111,28 @@ class ExactNet:
         x = anchors.double() * 2**ACT_BITS
         if float(x.abs().amax()) * gain + bias_max >= EXACT_LIMIT:
             raise ExactIntegerError("values out of range")
-        r, (pi, pj) = k // 2, parity
         out = 0
-        for ai in (0, 1):  # the anchor sub-lattices: (even, even) and (odd, odd)
-            sub = x[:, :, ai::2, ai::2]
-            di = [d for d in range(-r, r + 1) if (pi + d - ai) % 2 == 0]
-            dj = [d for d in range(-r, r + 1) if (pj + d - ai) % 2 == 0]
-            # output (p, q) reads sub[p + (pi + di - ai) / 2, q + (pj + dj - ai) / 2]
-            ui = [(pi + d - ai) // 2 for d in di]
-            uj = [(pj + d - ai) // 2 for d in dj]
-            kern = w[:, :, [d + r for d in di]][:, :, :, [d + r for d in dj]]
-            padded = F.pad(sub, (-uj[0], uj[-1], -ui[0], ui[-1]))
-            out = out + F.conv2d(padded, kern)
+        for ai, kern, pad in self._sub_kernels(parity):
+            out = out + F.conv2d(F.pad(x[:, :, ai::2, ai::2], pad), kern)
         return (torch.floor((out + b[None, :, None, None]) * 2.0**-WEIGHT_BITS)
                 * 2.0**-ACT_BITS).numpy()
 
+    def _sub_kernels(self, parity: tuple[int, int]) -> list[tuple]:
+        """For at_non_anchors: per anchor sub-lattice ai ((even, even), (odd, odd)), the taps
+        of the kernel that reach it from the non-anchors of `parity` and the padding that lines
+        them up; cut once per parity (a copy of the weights), not per call."""
+        cache = self._sub_kernel_cache
+        if parity not in cache:
+            w = self.layers[0][1]
+            r, (pi, pj) = w.shape[-1] // 2, parity
+            parts = []
+            for ai in (0, 1):
+                di = [d for d in range(-r, r + 1) if (pi + d - ai) % 2 == 0]
+                dj = [d for d in range(-r, r + 1) if (pj + d - ai) % 2 == 0]
+                # output (p, q) reads sub[p + (pi + di - ai) / 2, q + (pj + dj - ai) / 2]
+                ui = [(pi + d - ai) // 2 for d in di]
+                uj = [(pj + d - ai) // 2 for d in dj]
+                kern = w[:, :, [d + r for d in di]][:, :, :, [d + r for d in dj]].contiguous()
+                parts.append((ai, kern, (-uj[0], uj[-1], -ui[0], ui[-1])))
+            cache[parity] = parts
+        return cache[parity]
