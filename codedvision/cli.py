@@ -390,7 +390,7 @@ def demo(out, quality):
 @click.option("--images", required=True, type=click.Path(exists=True),
               help="Folder of images (or one image).")
 @click.option("--out", required=True, type=click.Path(), help="Output folder.")
-@click.option("--codecs", default=None, help="Comma-separated codec names (default: all available).")
+@click.option("--codecs", default=None, help="Comma-separated codec names (default: all available except the very slow vvc).")
 @click.option("--qualities", multiple=True, help="'10,50,90' for codedvision, or 'jpeg=10,50' "
               "for any codec; repeatable.")
 @click.option("--jobs", type=click.IntRange(1), default=1, show_default=True)

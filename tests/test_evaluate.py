@@ -158,6 +158,14 @@ def test_an_unavailable_codec_is_skipped_with_a_note_unless_asked_for(monkeypatc
         make_plan(["jpeg"], None)
 
 
+def test_an_opt_in_codec_runs_only_when_named():
+    plan = make_plan(None, None)
+    assert "vvc" not in plan.settings and "slow" in plan.skipped["vvc"]
+    if get_codec("vvc").available():
+        assert "vvc" in make_plan(["jpeg", "vvc"], None).settings
+        assert "vvc" in make_plan(None, {"vvc": [40]}).settings
+
+
 def test_parse_settings_reads_bare_qualities_as_codedvisions_and_named_ones_per_codec():
     assert parse_settings(["10,50", "hevc=27,32", "codedvision=90"]) == {
         "codedvision": ["10", "50", "90"],

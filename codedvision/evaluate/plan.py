@@ -24,8 +24,8 @@ def _unique(items: Iterable) -> list:
 def make_plan(codecs: list[str] | None, settings: dict[str, list] | None) -> Plan:
     """Resolve codec names and settings; raise ValueError (one line) for anything wrong.
 
-    codecs None means every codec available here; unavailable ones are then skipped with a
-    note. A codec asked for by name (in codecs or in settings) must be available. settings maps
+    codecs None means every codec available here except the opt-in ones (ImageCodec.opt_in,
+    e.g. the very slow VVC); those and the unavailable ones are then skipped with a note. A codec asked for by name (in codecs or in settings) must be available. settings maps
     a codec name to the settings to run instead of its defaults.
     """
     settings = dict(settings or {})
@@ -48,6 +48,9 @@ def make_plan(codecs: list[str] | None, settings: dict[str, list] | None) -> Pla
     plan = Plan(codecs=[], settings={})
     for name in (n for n in CODECS if n in names):  # registry order, whatever the input order
         codec = get_codec(name)
+        if codec.opt_in and name not in asked:
+            plan.skipped[name] = codec.opt_in
+            continue
         why = codec.unavailable_reason()
         if why:
             if name in asked:

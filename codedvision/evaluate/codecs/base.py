@@ -29,6 +29,8 @@ class ImageCodec(abc.ABC):
             Kodak-like photos, lowest rate first.
         options: the fixed encoder options, as text. It goes into the report and into the cache
             key, so changing how a codec is driven invalidates its cached points.
+        opt_in: why the codec is left out of a run that names no codecs (e.g. it is very slow),
+            or "" when it runs by default; it still runs when asked for by name.
     """
 
     name: ClassVar[str]
@@ -39,6 +41,7 @@ class ImageCodec(abc.ABC):
     setting_range: ClassVar[tuple[float, float]] = (0, 100)
     default_settings: ClassVar[tuple[Setting, ...]]
     options: ClassVar[str] = ""
+    opt_in: ClassVar[str] = ""
 
     @abc.abstractmethod
     def encode(self, img: Image.Image, setting: Setting) -> bytes:
