@@ -4,7 +4,7 @@
 
 Reads results/kodak/results.json (from `codedvision evaluate`), results/caltech_val/results.json
 (if present), benchmarks/results/codec_speed.json (and codec_speed_float32.json if present),
-benchmarks/results/train_throughput.json,
+benchmarks/results/train_throughput.json, benchmarks/results/refine_gain*.json (if present),
 results/vision/vision_benchmark.json and results/vision/table1.json (if present) and the shipped
 model's manifest. Numbers are printed as measured; nothing is typed by hand.
 """
@@ -230,6 +230,29 @@ def vision_section(bench: dict | None, table1: dict | None, heads: list[dict] = 
     return lines
 
 
+def refine_section(runs: list[dict], model_id: str | None) -> list[str]:
+    """Encoder-side refinement (benchmarks/refine_gain.py): one table per result file of the
+    shipped model (files of other models are stale and left out)."""
+    runs = [r for r in runs if model_id and str(r.get("model", "")).startswith(model_id)]
+    if not runs:
+        return []
+    lines = ["### Encoder-side refinement (`--refine`)", ""]
+    for r in runs:
+        lines.append(
+            f"`benchmarks/refine_gain.py --steps {r['steps']}`, {r['images']}, real files, "
+            f"{r['threads']} thread{'s' if r['threads'] > 1 else ''}, transforms in "
+            f"{r['precision']}; BD-rate (PSNR) of the refined files against the plain ones: "
+            f"{_pct(r['bd_rate_psnr_refined_vs_plain'])}.")
+        lines += ["", "| quality | bpp | PSNR (dB) | encode (s) | bpp, refined | PSNR, refined "
+                  "(dB) | encode, refined (s) |", "|---|---|---|---|---|---|---|"]
+        for a, b in zip(r["plain"], r["refined"]):
+            lines.append(f"| {a['quality']} | {a['bpp']:.4f} | {a['psnr']:.2f} | "
+                         f"{a['seconds']:.2f} | {b['bpp']:.4f} | {b['psnr']:.2f} | "
+                         f"{b['seconds']:.2f} |")
+        lines.append("")
+    return lines
+
+
 def main() -> None:
     lines: list[str] = []
     manifest = _load("codedvision/models/default/manifest.json")
@@ -244,6 +267,9 @@ def main() -> None:
                            _load("benchmarks/results/train_throughput.json"),
                            _load("benchmarks/results/train_recipe.json"),
                            _load("benchmarks/results/codec_speed_float32.json"))
+    refine_runs = [json.loads(p.read_text())
+                   for p in sorted((ROOT / "benchmarks" / "results").glob("refine_gain*.json"))]
+    lines += refine_section(refine_runs, (manifest or {}).get("model_id"))
     heads = [_load(f"codedvision/models/classifier-{k}/manifest.json") for k in ("fmaps", "rgb")]
     heads.append(_load("benchmarks/models/classifier-rgb-jpeg/manifest.json"))
     lines += vision_section(_load("results/vision/vision_benchmark.json"),

@@ -144,8 +144,11 @@ def main() -> None:
               help="Target rate: pick per image the highest quality whose file is at most this "
                    "many bits per pixel (quality 0, with a note, if none is).")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing output files.")
+@click.option("--refine", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Optimise each picture's fMaps for N steps against the decoder before "
+              "coding: smaller or better files, each step costing about three decodes' time.")
 @click.option("--model", type=click.Path(), default=None, help="Model folder (default: shipped).")
-def compress(inputs, out, quality, bpp, force, model):
+def compress(inputs, out, quality, bpp, force, refine, model):
     """Compress images (PNG, JPEG, ...) to .cvz files."""
     from .images import InputError, atomic_write
 
@@ -160,7 +163,8 @@ def compress(inputs, out, quality, bpp, force, model):
     def job(src: Path, dst: Path):
         if _is_cvz(src):  # decoding and coding again would lose quality a second time
             raise InputError("already a .cvz file (decompress it first to code it again)")
-        res = codec.encode_ex(src, quality=75 if quality is None else quality, bpp=bpp)
+        res = codec.encode_ex(src, quality=75 if quality is None else quality, bpp=bpp,
+                              refine=refine)
         atomic_write(dst, res.data, force=force)
         w, h = _size_of(codec, res.data)
         notes = "".join(f"; {n}" for n in res.notes)

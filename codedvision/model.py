@@ -120,6 +120,25 @@ class CodedVisionModel(nn.Module):
         mse = F.mse_loss(x_hat, x, reduction="none").mean((1, 2, 3))
         return {"x_hat": x_hat, "bits": bits, "mse": mse}
 
+    def coded_rd(self, x: torch.Tensor, y_g: torch.Tensor, inv_gain: torch.Tensor,
+                 autocast: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """(bits (B,), MSE (B,)) of gained fMaps y_g as the codec codes them: z and y_g
+        rounded (around the means for a mean-scale model), rates from the discrete
+        likelihoods, the image from the rounded fMaps, MSE over x's own pixels (x may be
+        smaller than the backward network's output, which is then cropped). Rounding passes
+        gradients straight through, so y_g can be optimised (codedvision.refine). Hyperprior
+        models only. autocast: the backward network in bf16."""
+        z_hat = round_ste(self.hyper_analysis(y_g))
+        bits = -torch.log2(self.z_model.likelihood(z_hat)).sum((1, 2, 3))
+        log_scale, mean = self.entropy_params(self.hyper_synthesis(z_hat), y_g)
+        centre = torch.zeros_like(y_g) if mean is None else mean
+        y_hat = round_ste(y_g - centre) + centre
+        bits = bits - torch.log2(self.y_model.likelihood(y_hat - centre, log_scale)).sum((1, 2, 3))
+        with bf16_autocast(autocast):
+            x_hat = self.backward_net(y_hat * inv_gain)
+        x_hat = x_hat.float()[:, :, : x.shape[2], : x.shape[3]]
+        return bits, F.mse_loss(x_hat, x, reduction="none").mean((1, 2, 3))
+
     def split_hyper(self, hyper: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The hyper-synthesis output as (log-scales, means or None)."""
         if not self.cfg.mean_scale:

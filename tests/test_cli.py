@@ -427,3 +427,13 @@ def test_help_of_every_command_exits_0(command):
     result = CliRunner().invoke(main, [*command, "--help"])
     assert result.exit_code == 0, result.output
     assert "Usage:" in result.stdout
+
+
+def test_compress_with_refine_writes_a_file_that_decodes(run, photo, tmp_path):
+    src = tmp_path / "crop.png"
+    photo.crop((0, 0, 96, 64)).save(src)
+    result = run("compress", src, "-o", tmp_path / "crop.cvz", "--refine", 2)
+    assert result.exit_code == 0, result.stderr
+    result = run("decompress", tmp_path / "crop.cvz", "-o", tmp_path / "back.png")
+    assert result.exit_code == 0, result.stderr
+    assert run("compress", src, "--refine", -1).exit_code == 2

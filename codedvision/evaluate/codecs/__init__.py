@@ -5,7 +5,7 @@ from __future__ import annotations
 from .base import ImageCodec, Setting
 from .hevc import HevcCodec
 from .jxl import JxlCodec
-from .learned import CodedVisionCodec
+from .learned import CodedVisionCodec, CodedVisionRefinedCodec
 from .pillow_codecs import AvifCodec, Jpeg2000Codec, JpegCodec, WebpCodec
 from .vvc import VvcCodec
 
@@ -14,6 +14,7 @@ CODECS: dict[str, type[ImageCodec]] = {
     cls.name: cls
     for cls in (
         CodedVisionCodec,
+        CodedVisionRefinedCodec,
         HevcCodec,
         VvcCodec,
         AvifCodec,

@@ -64,3 +64,19 @@ class CodedVisionCodec(ImageCodec):
         if not callable(getattr(pkg, "load", None)):
             return "codedvision.load() does not exist yet"
         return ""
+
+
+class CodedVisionRefinedCodec(CodedVisionCodec):
+    """codedvision with encoder-side refinement (`refine=REFINE_STEPS`): the same model and
+    decoder, fMaps optimised against the decoder before coding (codedvision.refine)."""
+
+    REFINE_STEPS = 20
+    name = "codedvision-refine"
+    label = f"codedvision, refine {REFINE_STEPS}"
+    options = f"codedvision.load(), encode_ex(img, quality=q, refine={REFINE_STEPS})"
+    opt_in = (f"slow (each encode runs {REFINE_STEPS} refinement steps, about three decodes "
+              "each); add it to --codecs to run it")
+
+    def encode(self, img: Image.Image, setting: Setting) -> bytes:
+        return bytes(self._loaded().encode_ex(img, quality=setting,
+                                              refine=self.REFINE_STEPS).data)
