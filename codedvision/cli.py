@@ -146,7 +146,7 @@ def main() -> None:
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing output files.")
 @click.option("--refine", type=click.IntRange(min=0), default=0, show_default=True,
               help="Optimise each picture's fMaps for N steps against the decoder before "
-              "coding: smaller or better files, each step costing about three decodes' time.")
+              "coding: smaller or better files, each step costing about four decodes' time.")
 @click.option("--model", type=click.Path(), default=None, help="Model folder (default: shipped).")
 def compress(inputs, out, quality, bpp, force, refine, model):
     """Compress images (PNG, JPEG, ...) to .cvz files."""
@@ -394,7 +394,8 @@ def demo(out, quality):
 @click.option("--images", required=True, type=click.Path(exists=True),
               help="Folder of images (or one image).")
 @click.option("--out", required=True, type=click.Path(), help="Output folder.")
-@click.option("--codecs", default=None, help="Comma-separated codec names (default: all available except the very slow vvc).")
+@click.option("--codecs", default=None, help="Comma-separated codec names (default: all available except the "
+              "slow opt-in ones, vvc and codedvision-refine).")
 @click.option("--qualities", multiple=True, help="'10,50,90' for codedvision, or 'jpeg=10,50' "
               "for any codec; repeatable.")
 @click.option("--jobs", type=click.IntRange(1), default=1, show_default=True)

@@ -95,7 +95,7 @@ class Codec:
         """Like encode, with notes and timing; with `bpp` (which then overrides `quality`), picks
         the highest quality whose file is at most `bpp` bits per pixel (quality 0 if none is).
         refine: optimise the fMaps for this many steps against the decoder before coding
-        (codedvision.refine: a smaller or better file for about 3 decodes' time per step; with
+        (codedvision.refine: a smaller or better file for about 4 decodes' time per step; with
         `bpp`, at every quality the search tries); 0 codes the forward network's fMaps."""
         t0 = time.perf_counter()
         if isinstance(refine, bool) or not isinstance(refine, (int, np.integer)) or refine < 0:

@@ -25,8 +25,9 @@ def make_plan(codecs: list[str] | None, settings: dict[str, list] | None) -> Pla
     """Resolve codec names and settings; raise ValueError (one line) for anything wrong.
 
     codecs None means every codec available here except the opt-in ones (ImageCodec.opt_in,
-    e.g. the very slow VVC); those and the unavailable ones are then skipped with a note. A codec asked for by name (in codecs or in settings) must be available. settings maps
-    a codec name to the settings to run instead of its defaults.
+    e.g. the very slow VVC); those and the unavailable ones are then skipped with a note. A
+    codec asked for by name (in codecs or in settings) must be available. settings maps a codec
+    name to the settings to run instead of its defaults.
     """
     settings = dict(settings or {})
     if codecs is not None:

@@ -74,7 +74,7 @@ class CodedVisionRefinedCodec(CodedVisionCodec):
     name = "codedvision-refine"
     label = f"codedvision, refine {REFINE_STEPS}"
     options = f"codedvision.load(), encode_ex(img, quality=q, refine={REFINE_STEPS})"
-    opt_in = (f"slow (each encode runs {REFINE_STEPS} refinement steps, about three decodes "
+    opt_in = (f"slow (each encode runs {REFINE_STEPS} refinement steps, about four decodes "
               "each); add it to --codecs to run it")
 
     def encode(self, img: Image.Image, setting: Setting) -> bytes:

@@ -68,7 +68,8 @@ class VvcCodec(ImageCodec):
         "ffmpeg libvvenc, -preset medium -qp QP -qpa 0, yuv420p10le full-range BT.709, "
         "odd sizes padded to even"
     )
-    opt_in = "slow (about 20 minutes for Kodak at its 7 QPs on 2 cores); add it to --codecs to run it"
+    opt_in = ("slow (about 20 minutes for Kodak at its 7 QPs on 2 cores); add it to --codecs "
+              "to run it")
 
     def encode(self, img: Image.Image, setting: Setting) -> bytes:
         exe = _ffmpeg()
