@@ -28,6 +28,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 import codedvision  # noqa: E402
+import codedvision.refine  # noqa: E402
 from codedvision.evaluate.bdrate import bd_rate  # noqa: E402
 from codedvision.images import atomic_write  # noqa: E402
 from codedvision.metrics import psnr  # noqa: E402
@@ -61,9 +62,12 @@ def main() -> None:
     ap.add_argument("--qualities", default="0,15,30,45,60,75,90,100")
     ap.add_argument("--images", default=None)
     ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--lr", type=float, default=None, help="step size (default: REFINE_LR)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     ap.add_argument("--out", default=str(HERE / "results" / "refine_gain.json"))
     args = ap.parse_args()
+    if args.lr is not None:  # for choosing the defaults (on the held-out patches)
+        codedvision.refine.REFINE_LR = args.lr
     if args.threads:
         torch.set_num_threads(args.threads)
     qualities = [int(q) for q in args.qualities.split(",")]
@@ -93,6 +97,7 @@ def main() -> None:
     result = {
         "images": what, "model": codec.model_id.hex(), "precision": codec.precision,
         "threads": torch.get_num_threads(), "steps": args.steps,
+        "lr": codedvision.refine.REFINE_LR,
         "plain": means[0], "refined": means[args.steps],
         "bd_rate_psnr_refined_vs_plain": bd, "points": rows,
     }
