@@ -239,7 +239,8 @@ def refine_section(runs: list[dict], model_id: str | None) -> list[str]:
     lines = ["### Encoder-side refinement (`--refine`)", ""]
     for r in runs:
         lines.append(
-            f"`benchmarks/refine_gain.py --steps {r['steps']}`, {r['images']}, real files, "
+            f"`benchmarks/refine_gain.py --steps {r['steps']}` (step size {r.get('lr', 'n/a')}), "
+            f"{r['images']}, real files, "
             f"{r['threads']} thread{'s' if r['threads'] > 1 else ''}, transforms in "
             f"{r['precision']}; BD-rate (PSNR) of the refined files against the plain ones: "
             f"{_pct(r['bd_rate_psnr_refined_vs_plain'])}.")

@@ -56,6 +56,11 @@ def load_images(folder: str | None, limit: int | None) -> tuple[list[np.ndarray]
     return images, what
 
 
+def _mean(rows: list[dict], quality: int, steps: int, key: str) -> float:
+    return float(np.mean([r[key] for r in rows
+                          if r["quality"] == quality and r["refine"] == steps]))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=20)
@@ -85,13 +90,10 @@ def main() -> None:
                              "bpp": len(data) * 8 / (img.shape[0] * img.shape[1]),
                              "psnr": psnr(img, out)})
         print(f"quality {q}: " + ", ".join(
-            f"refine {s}: {np.mean([r['bpp'] for r in rows if r['quality'] == q and r['refine'] == s]):.4f} bpp "
-            f"{np.mean([r['psnr'] for r in rows if r['quality'] == q and r['refine'] == s]):.2f} dB"
+            f"refine {s}: {_mean(rows, q, s, 'bpp'):.4f} bpp {_mean(rows, q, s, 'psnr'):.2f} dB"
             for s in (0, args.steps)), flush=True)
-    means = {}
-    for s in (0, args.steps):
-        means[s] = [{k: float(np.mean([r[k] for r in rows if r["quality"] == q and r["refine"] == s]))
-                     for k in ("bpp", "psnr", "seconds")} | {"quality": q} for q in qualities]
+    means = {s: [{k: _mean(rows, q, s, k) for k in ("bpp", "psnr", "seconds")} | {"quality": q}
+                 for q in qualities] for s in (0, args.steps)}
     bd = bd_rate([m["bpp"] for m in means[0]], [m["psnr"] for m in means[0]],
                  [m["bpp"] for m in means[args.steps]], [m["psnr"] for m in means[args.steps]])
     result = {

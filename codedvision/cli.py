@@ -146,7 +146,8 @@ def main() -> None:
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing output files.")
 @click.option("--refine", type=click.IntRange(min=0), default=0, show_default=True,
               help="Optimise each picture's fMaps for N steps against the decoder before "
-              "coding: smaller or better files, each step costing about four decodes' time.")
+              "coding: smaller or better files, each step costing about four decodes' time "
+              "(with --bpp, at each quality the search tries, up to 8).")
 @click.option("--model", type=click.Path(), default=None, help="Model folder (default: shipped).")
 def compress(inputs, out, quality, bpp, force, refine, model):
     """Compress images (PNG, JPEG, ...) to .cvz files."""
@@ -159,6 +160,8 @@ def compress(inputs, out, quality, bpp, force, refine, model):
         _fail("no input images")
     outputs = _plan_outputs(files, out, batch, ".cvz")
     codec = _load_codec(model)
+    if refine and not codec.hyper:
+        _fail("--refine needs a model with a hyperprior (its rate estimate)")
 
     def job(src: Path, dst: Path):
         if _is_cvz(src):  # decoding and coding again would lose quality a second time
@@ -394,8 +397,9 @@ def demo(out, quality):
 @click.option("--images", required=True, type=click.Path(exists=True),
               help="Folder of images (or one image).")
 @click.option("--out", required=True, type=click.Path(), help="Output folder.")
-@click.option("--codecs", default=None, help="Comma-separated codec names (default: all available except the "
-              "slow opt-in ones, vvc and codedvision-refine).")
+@click.option("--codecs", default=None,
+              help="Comma-separated codec names (default: all available except the slow "
+              "opt-in ones, vvc and codedvision-refine).")
 @click.option("--qualities", multiple=True, help="'10,50,90' for codedvision, or 'jpeg=10,50' "
               "for any codec; repeatable.")
 @click.option("--jobs", type=click.IntRange(1), default=1, show_default=True)

@@ -96,7 +96,9 @@ class Codec:
         the highest quality whose file is at most `bpp` bits per pixel (quality 0 if none is).
         refine: optimise the fMaps for this many steps against the decoder before coding
         (codedvision.refine: a smaller or better file for about 4 decodes' time per step; with
-        `bpp`, at every quality the search tries); 0 codes the forward network's fMaps."""
+        `bpp`, at every quality the search tries, up to 8 of them; refined file sizes need not
+        grow strictly with quality, so the search's answer is then a good quality that fits,
+        not always the highest); 0 codes the forward network's fMaps."""
         t0 = time.perf_counter()
         if isinstance(refine, bool) or not isinstance(refine, (int, np.integer)) or refine < 0:
             raise ValueError(f"refine must be a whole number of steps >= 0, got {refine!r}")
@@ -105,8 +107,8 @@ class Codec:
         rgb, notes = to_rgb8(image)
         x, (h, w) = self._to_tensor(rgb)
         if refine and h * w > REFINE_MAX_PIXELS:
-            raise InputError(f"refine works on pictures up to {REFINE_MAX_PIXELS / 1e6:.1f} "
-                             f"megapixels; this one has {h * w / 1e6:.1f}")
+            raise InputError(f"refine works on pictures of up to {REFINE_MAX_PIXELS:,} pixels; "
+                             f"this one has {h * w:,}")
         y = self.analysis(x)
 
         def code(q: int) -> bytes:

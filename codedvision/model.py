@@ -127,7 +127,8 @@ class CodedVisionModel(nn.Module):
         likelihoods, the image from the rounded fMaps, MSE over x's own pixels (x may be
         smaller than the backward network's output, which is then cropped). Rounding passes
         gradients straight through, so y_g can be optimised (codedvision.refine). Hyperprior
-        models only. autocast: the backward network in bf16."""
+        models only. autocast: the backward network in bf16 (its output layer in float32, as
+        the codec decodes)."""
         z_hat = round_ste(self.hyper_analysis(y_g))
         bits = -torch.log2(self.z_model.likelihood(z_hat)).sum((1, 2, 3))
         log_scale, mean = self.entropy_params(self.hyper_synthesis(z_hat), y_g)
@@ -135,7 +136,7 @@ class CodedVisionModel(nn.Module):
         y_hat = round_ste(y_g - centre) + centre
         bits = bits - torch.log2(self.y_model.likelihood(y_hat - centre, log_scale)).sum((1, 2, 3))
         with bf16_autocast(autocast):
-            x_hat = self.backward_net(y_hat * inv_gain)
+            x_hat = self.backward_net(y_hat * inv_gain, float32_output=autocast)
         x_hat = x_hat.float()[:, :, : x.shape[2], : x.shape[3]]
         return bits, F.mse_loss(x_hat, x, reduction="none").mean((1, 2, 3))
 

@@ -3,14 +3,14 @@
 The forward network maps every image to fMaps in one pass, which is fast but not the best the
 decoder could be given: for one image, the fMaps that minimise the rate-distortion cost
 (lambda * 255^2 * MSE + bpp at the file's quality) lie some way off (the amortisation gap;
-Campos et al. 2019, Yang et al. 2020). `refine_fmaps` starts from the forward network's fMaps
-and takes Adam steps on that cost, through the model's own rate estimate and the backward
-network, rounding with straight-through gradients, and keeps the best iterate. The decoder and
-the file format do not change: a refined file is an ordinary .cvz file.
+Campos et al. 2019, Yang et al. 2020). `refine_fmaps` starts from the forward network's
+fMaps and takes Adam steps on that cost, through the model's own rate estimate and the
+backward network, rounding with straight-through gradients, and keeps the best iterate. The
+decoder and the file format do not change: a refined file is an ordinary .cvz file.
 
 Each step runs the backward network forward and back over the whole image: on a Kodak image
-(768x512, 2 threads, bf16 transforms) a step takes about 1.2 s against 0.32 s for a decode. The step size was chosen on the trainer's held-out patches (not
-Kodak); the gain is largest at high qualities, where the shipped model's curve is flat.
+(768x512, 2 threads, bf16 transforms) a step takes about 1.2 s against 0.32 s for a decode.
+The step size was chosen on the trainer's held-out patches (not Kodak).
 """
 
 from __future__ import annotations
@@ -36,21 +36,19 @@ def refine_fmaps(model: CodedVisionModel, x: torch.Tensor, y_g: torch.Tensor,
                  autocast: bool = False) -> torch.Tensor:
     """Gained fMaps (1,M,h,w) of image x (1,3,H,W) in [0,1] (unpadded: the rate-distortion
     cost counts its own pixels), improved by `steps` Adam steps on the cost at quality
-    `position` (an anchor position); returns the iterate with the lowest estimated cost, y_g
-    itself if none is lower. lr: Adam's step size (None: REFINE_LR). autocast: the backward
-    network in bf16."""
+    `position` (an anchor position); returns the iterate with the lowest estimated cost (the
+    first is y_g's own, so the result never costs more by that estimate). lr: Adam's step size
+    (None: REFINE_LR). autocast: the backward network in bf16, its output layer in float32 as
+    the decoder runs it."""
     lr = REFINE_LR if lr is None else lr
     with torch.no_grad():
         lam = model.lambdas(torch.tensor([float(position)]))
         inv_gain = model.gains(torch.tensor([float(position)]))[1]
     pixels = x.shape[2] * x.shape[3]
-    params = [p for p in model.parameters() if p.requires_grad]
-    for p in params:  # only y moves; the model's own flags are restored below
-        p.requires_grad_(False)
-    try:
-        y = y_g.detach().clone().requires_grad_(True)
-        opt = torch.optim.Adam([y], lr=lr)
-        best, best_cost = y_g, float("inf")
+    y = y_g.detach().clone().requires_grad_(True)
+    opt = torch.optim.Adam([y], lr=lr)
+    best, best_cost = y_g, float("inf")
+    with torch.enable_grad():  # also when the caller runs under no_grad
         for i in range(steps + 1):
             bits, mse = model.coded_rd(x, y, inv_gain, autocast=autocast)
             cost = (lam * 255.0**2 * mse + bits / pixels).sum()
@@ -58,10 +56,8 @@ def refine_fmaps(model: CodedVisionModel, x: torch.Tensor, y_g: torch.Tensor,
                 best, best_cost = y.detach().clone(), cost.item()
             if i == steps:
                 break
-            opt.zero_grad(set_to_none=True)
-            cost.backward()
+            # the gradient of y alone: the model's weights get none (and their .grad stays
+            # untouched, so codecs shared between threads stay independent)
+            (y.grad,) = torch.autograd.grad(cost, [y])
             opt.step()
-        return best
-    finally:
-        for p in params:
-            p.requires_grad_(True)
+    return best

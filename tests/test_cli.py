@@ -437,3 +437,11 @@ def test_compress_with_refine_writes_a_file_that_decodes(run, photo, tmp_path):
     result = run("decompress", tmp_path / "crop.cvz", "-o", tmp_path / "back.png")
     assert result.exit_code == 0, result.stderr
     assert run("compress", src, "--refine", -1).exit_code == 2
+
+
+def test_compress_refine_with_a_model_without_rate_estimate_fails_once(run, images,
+                                                                       factorized_model_dir):
+    result = run("compress", *images[:2], "--refine", 2, "--model", factorized_model_dir,
+                 model=False)
+    assert result.exit_code != 0
+    assert_one_line_error(result, "hyperprior")

@@ -360,6 +360,32 @@ def test_checkerboard_codes_anchors_then_the_rest_around_context_means(checkerbo
     assert (steps < 0.05).float().mean() > 0.95 and steps.max() < 1.05
 
 
+def test_context_params_equal_the_full_exact_nets_at_every_non_anchor(checkerboard_codec,
+                                                                      small_photo):
+    """The codec computes the context only where it is used (sub-kernels per parity, both
+    parities in one batch): the same integers as the full exact nets, call after call."""
+    codec = checkerboard_codec
+    _, y_hat = codec.quantized_fmaps(codec.encode(small_photo, quality=70))
+    with torch.no_grad():
+        z = torch.round(codec.model.hyper_analysis(gained_fmaps(codec, small_photo, 70))).double()
+    log_scale, mean = codec._hyper_params(z, codec.cfg.fmaps)
+    for g, s in enumerate(codec_module._fmap_groups(codec.cfg.fmaps)):
+        anchors = (y_hat[:, s].double() * anchor_mask(*y_hat.shape[2:])).numpy()
+        ctx_net, params_net = codec.context_exact[g]
+        ctx = ctx_net(torch.from_numpy(anchors))
+        want_ls, want_mu = log_scale[:, s].copy(), mean[:, s].copy()
+        c = want_ls.shape[1]
+        for pi, pj in ((0, 1), (1, 0)):
+            d = params_net(torch.from_numpy(np.concatenate(
+                [want_ls[:, :, pi::2, pj::2], want_mu[:, :, pi::2, pj::2],
+                 ctx[:, :, pi::2, pj::2]], 1)))
+            want_ls[:, :, pi::2, pj::2] += d[:, :c]
+            want_mu[:, :, pi::2, pj::2] += d[:, c:]
+        for _ in range(2):  # the second call reads the cached sub-kernels
+            got_ls, got_mu = codec._context_params(g, log_scale[:, s], mean[:, s], anchors)
+            assert np.array_equal(got_ls, want_ls) and np.array_equal(got_mu, want_mu)
+
+
 # -- precision: bf16 transforms, exact entropy coding -------------------------------------------
 
 def test_precision_setting_is_checked(tiny_model_dir, monkeypatch):

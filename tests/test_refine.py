@@ -28,15 +28,26 @@ def test_refined_fmaps_cost_no_more_than_the_forward_networks(default_codec, sma
     y_g = default_codec.analysis(x) * default_codec._gains(quality)[0]
     x = x[:, :, :h, :w]
     flags = [p.requires_grad for p in model.parameters()]
-    refined = refine_fmaps(model, x, y_g, pos, steps=6)
+    with torch.no_grad():  # as an encoder is often called; refine turns gradients on itself
+        refined = refine_fmaps(model, x, y_g, pos, steps=6)
     assert refined.shape == y_g.shape
     assert _cost(model, x, refined, pos) <= _cost(model, x, y_g, pos)
     assert [p.requires_grad for p in model.parameters()] == flags  # the model is left as it was
+    assert all(p.grad is None for p in model.parameters())
     assert torch.equal(refine_fmaps(model, x, y_g, pos, steps=0), y_g)
 
 
-def test_a_refined_file_is_an_ordinary_file(default_codec, small_photo):
+def test_a_refined_file_is_an_ordinary_file(default_codec, small_photo, monkeypatch):
+    calls = []
+
+    def spy(model, x, y_g, position, steps, **kw):
+        calls.append((tuple(x.shape[2:]), position, steps))
+        return refine_fmaps(model, x, y_g, position, steps, **kw)
+
+    monkeypatch.setattr(codedvision.codec, "refine_fmaps", spy)
     res = default_codec.encode_ex(small_photo, quality=60, refine=3)
+    # the picture's own pixels (80x96), not the padded ones, at quality 60's position
+    assert calls == [((80, 96), quality_to_position(60, len(default_codec.cfg.lambdas)), 3)]
     assert default_codec.header(res.data).quality == 60
     assert default_codec.decode(res.data).size == small_photo.size
     plain = default_codec.encode(small_photo, 60)
@@ -55,11 +66,22 @@ def test_refine_steps_must_be_a_whole_number(tiny_codec, small_photo, steps):
         tiny_codec.encode_ex(small_photo, refine=steps)
 
 
+def test_the_rate_distortion_estimate_counts_the_pictures_own_pixels(default_codec,
+                                                                    small_photo):
+    x, (h, w) = default_codec._to_tensor(small_photo)  # padded by repeating the edges
+    y_g = default_codec.analysis(x) * default_codec._gains(50)[0]
+    inv = default_codec._gains(50)[1]
+    with torch.no_grad():  # the same fMaps, scored on the picture or on its padded copy
+        _, mse_own = default_codec.model.coded_rd(x[:, :, :h, :w], y_g, inv)
+        _, mse_pad = default_codec.model.coded_rd(x, y_g, inv)
+    assert x.shape[2:] != (h, w) and not torch.allclose(mse_own, mse_pad)
+
+
 def test_refine_needs_a_rate_estimate_and_a_picture_that_fits(factorized_codec, tiny_codec,
                                                               small_photo, monkeypatch):
     with pytest.raises(ValueError, match="hyperprior"):
         factorized_codec.encode_ex(small_photo, refine=2)
     monkeypatch.setattr(codedvision.codec, "REFINE_MAX_PIXELS", 1000)
-    with pytest.raises(InputError, match="megapixels"):
+    with pytest.raises(InputError, match="pixels"):
         tiny_codec.encode_ex(small_photo, refine=2)
     assert tiny_codec.encode_ex(small_photo, refine=0).data  # without refine: no limit

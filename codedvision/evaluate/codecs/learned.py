@@ -73,7 +73,13 @@ class CodedVisionRefinedCodec(CodedVisionCodec):
     REFINE_STEPS = 20
     name = "codedvision-refine"
     label = f"codedvision, refine {REFINE_STEPS}"
-    options = f"codedvision.load(), encode_ex(img, quality=q, refine={REFINE_STEPS})"
+
+    @property
+    def options(self) -> str:  # the step size too: a new default must not reuse cached points
+        from codedvision.refine import REFINE_LR
+
+        return (f"codedvision.load(), encode_ex(img, quality=q, refine={self.REFINE_STEPS}), "
+                f"step size {REFINE_LR}")
     opt_in = (f"slow (each encode runs {REFINE_STEPS} refinement steps, about four decodes "
               "each); add it to --codecs to run it")
 
