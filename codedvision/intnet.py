@@ -66,9 +66,10 @@ class ExactNet:
     @torch.no_grad()
     def __call__(self, z: torch.Tensor, outputs=None) -> np.ndarray:
         """Evaluate on z (B,C,h,w) exactly (integers, or multiples of 2**-ACT_BITS as the
-        outputs are): (B,M,H,W) float64 numpy array of outputs, multiples of 2**-ACT_BITS. outputs: compute only these output channels (a slice, or a
-        list or index tensor, in that order; each is its own sum, so they equal a full run's;
-        the last layer must be a conv)."""
+        outputs are): (B,M,H,W) float64 numpy array of outputs, multiples of 2**-ACT_BITS.
+        outputs: compute only these output channels (a slice, or a list or index tensor, in
+        that order; each is its own sum, so they equal a full run's; the last layer must be a
+        conv)."""
         if outputs is not None and self.layers[-1][0] != "conv":  # pragma: no cover
             raise TypeError("outputs needs a network that ends in a conv")
         x = z.double() * 2**ACT_BITS

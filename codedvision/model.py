@@ -121,8 +121,9 @@ class CodedVisionModel(nn.Module):
         return {"x_hat": x_hat, "bits": bits, "mse": mse}
 
     def coded_rd(self, x: torch.Tensor, y_g: torch.Tensor, inv_gain: torch.Tensor,
-                 autocast: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """(bits (B,), MSE (B,)) of gained fMaps y_g as the codec codes them: z and y_g
+                 autocast: bool = False) -> dict:
+        """Like forward's dict, bits (B,) and mse (B,) (so rd_loss applies), of gained fMaps
+        y_g as the codec codes them: z and y_g
         rounded (around the means for a mean-scale model), rates from the discrete
         likelihoods, the image from the rounded fMaps, MSE over x's own pixels (x may be
         smaller than the backward network's output, which is then cropped). Rounding passes
@@ -138,7 +139,7 @@ class CodedVisionModel(nn.Module):
         with bf16_autocast(autocast):
             x_hat = self.backward_net(y_hat * inv_gain, float32_output=autocast)
         x_hat = x_hat.float()[:, :, : x.shape[2], : x.shape[3]]
-        return bits, F.mse_loss(x_hat, x, reduction="none").mean((1, 2, 3))
+        return {"bits": bits, "mse": F.mse_loss(x_hat, x, reduction="none").mean((1, 2, 3))}
 
     def split_hyper(self, hyper: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The hyper-synthesis output as (log-scales, means or None)."""

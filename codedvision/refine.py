@@ -41,17 +41,17 @@ def refine_fmaps(model: CodedVisionModel, x: torch.Tensor, y_g: torch.Tensor,
     (None: REFINE_LR). autocast: the backward network in bf16, its output layer in float32 as
     the decoder runs it."""
     lr = REFINE_LR if lr is None else lr
+    pos = torch.tensor([float(position)])
     with torch.no_grad():
-        lam = model.lambdas(torch.tensor([float(position)]))
-        inv_gain = model.gains(torch.tensor([float(position)]))[1]
+        inv_gain = model.gains(pos)[1]
     pixels = x.shape[2] * x.shape[3]
     y = y_g.detach().clone().requires_grad_(True)
     opt = torch.optim.Adam([y], lr=lr)
     best, best_cost = y_g, float("inf")
     with torch.enable_grad():  # also when the caller runs under no_grad
         for i in range(steps + 1):
-            bits, mse = model.coded_rd(x, y, inv_gain, autocast=autocast)
-            cost = (lam * 255.0**2 * mse + bits / pixels).sum()
+            cost = model.rd_loss(model.coded_rd(x, y, inv_gain, autocast=autocast), pos,
+                                 pixels)[0]
             if cost.item() < best_cost:
                 best, best_cost = y.detach().clone(), cost.item()
             if i == steps:

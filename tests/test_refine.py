@@ -15,8 +15,8 @@ from codedvision.refine import refine_fmaps
 def _cost(model, x, y_g, pos) -> float:
     with torch.no_grad():
         lam = model.lambdas(torch.tensor([pos]))
-        bits, mse = model.coded_rd(x, y_g, model.gains(torch.tensor([pos]))[1])
-    return float(lam * 255.0**2 * mse + bits / (x.shape[2] * x.shape[3]))
+        out = model.coded_rd(x, y_g, model.gains(torch.tensor([pos]))[1])
+    return float(lam * 255.0**2 * out["mse"] + out["bits"] / (x.shape[2] * x.shape[3]))
 
 
 @pytest.mark.parametrize("quality", [10, 90])
@@ -72,8 +72,8 @@ def test_the_rate_distortion_estimate_counts_the_pictures_own_pixels(default_cod
     y_g = default_codec.analysis(x) * default_codec._gains(50)[0]
     inv = default_codec._gains(50)[1]
     with torch.no_grad():  # the same fMaps, scored on the picture or on its padded copy
-        _, mse_own = default_codec.model.coded_rd(x[:, :, :h, :w], y_g, inv)
-        _, mse_pad = default_codec.model.coded_rd(x, y_g, inv)
+        mse_own = default_codec.model.coded_rd(x[:, :, :h, :w], y_g, inv)["mse"]
+        mse_pad = default_codec.model.coded_rd(x, y_g, inv)["mse"]
     assert x.shape[2:] != (h, w) and not torch.allclose(mse_own, mse_pad)
 
 

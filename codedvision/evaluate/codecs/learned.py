@@ -73,6 +73,8 @@ class CodedVisionRefinedCodec(CodedVisionCodec):
     REFINE_STEPS = 20
     name = "codedvision-refine"
     label = f"codedvision, refine {REFINE_STEPS}"
+    opt_in = (f"slow (each encode runs {REFINE_STEPS} refinement steps, about four decodes "
+              "each); add it to --codecs to run it")
 
     @property
     def options(self) -> str:  # the step size too: a new default must not reuse cached points
@@ -80,8 +82,6 @@ class CodedVisionRefinedCodec(CodedVisionCodec):
 
         return (f"codedvision.load(), encode_ex(img, quality=q, refine={self.REFINE_STEPS}), "
                 f"step size {REFINE_LR}")
-    opt_in = (f"slow (each encode runs {REFINE_STEPS} refinement steps, about four decodes "
-              "each); add it to --codecs to run it")
 
     def encode(self, img: Image.Image, setting: Setting) -> bytes:
         return bytes(self._loaded().encode_ex(img, quality=setting,
