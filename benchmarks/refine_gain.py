@@ -5,9 +5,9 @@
 
 Default images: the trainer's 16 held-out patches (the last 16 of
 ../shared/data/train_patches, 256x256, never trained on; not Kodak), so that the step count and
-step size can be chosen here without touching the evaluation set. With --images, every PNG or
-JPEG in DIR (e.g. Kodak, to report; not to tune). Every image is coded at every quality with
-the shipped model twice, plainly and with `refine=STEPS`; the script reports each file's bpp,
+step size can be chosen here without touching the evaluation set. With --images, every image
+in DIR that `codedvision evaluate` would read (e.g. Kodak, to report; not to tune). Every image
+is coded at every quality with the shipped model twice, plainly and with `refine=STEPS`; the script reports each file's bpp,
 its decoded PSNR and the encode time, their means per quality, and the BD-rate (PSNR) of the
 refined curve against the plain one over the range both cover. Writes
 benchmarks/results/refine_gain.json (or --out).
@@ -30,6 +30,7 @@ sys.path.insert(0, str(HERE.parent))
 import codedvision  # noqa: E402
 import codedvision.refine  # noqa: E402
 from codedvision.evaluate.bdrate import bd_rate  # noqa: E402
+from codedvision.evaluate.images import find_images, load_rgb  # noqa: E402
 from codedvision.images import atomic_write  # noqa: E402
 from codedvision.metrics import psnr  # noqa: E402
 from codedvision.train.data import load_patches  # noqa: E402
@@ -44,11 +45,7 @@ def load_images(folder: str | None, limit: int | None) -> tuple[list[np.ndarray]
         images = [np.ascontiguousarray(p) for p in patches]
         what = f"the trainer's {len(images)} held-out patches (256x256)"
     else:
-        from PIL import Image
-
-        files = sorted(p for p in Path(folder).iterdir()
-                       if p.suffix.lower() in {".png", ".jpg", ".jpeg"})
-        images = [np.asarray(Image.open(p).convert("RGB")) for p in files]
+        images = [np.asarray(load_rgb(p)) for p in find_images(Path(folder))]
         what = f"{len(images)} images of {folder}"
     if limit:
         images = images[:limit]
