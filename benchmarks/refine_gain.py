@@ -7,9 +7,9 @@ Default images: the trainer's 16 held-out patches (the last 16 of
 ../shared/data/train_patches, 256x256, never trained on; not Kodak), so that the step count and
 step size can be chosen here without touching the evaluation set. With --images, every image
 in DIR that `codedvision evaluate` would read (e.g. Kodak, to report; not to tune). Every image
-is coded at every quality with the shipped model twice, plainly and with `refine=STEPS`; the script reports each file's bpp,
-its decoded PSNR and the encode time, their means per quality, and the BD-rate (PSNR) of the
-refined curve against the plain one over the range both cover. Writes
+is coded at every quality with the shipped model twice, plainly and with `refine=STEPS`; the
+script reports each file's bpp, its decoded PSNR and the encode time, their means per quality,
+and the BD-rate (PSNR) of the refined curve against the plain one over the range both cover. Writes
 benchmarks/results/refine_gain.json (or --out).
 """
 
