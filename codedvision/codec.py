@@ -218,14 +218,12 @@ class Codec:
         ctx_net, params_net = self.context_exact[g]
         log_scale, mean = log_scale.copy(), mean.copy()
         c = log_scale.shape[1]
-        parities = ((0, 1), (1, 0))  # the two non-anchor sub-lattices, one batch of two
-        inputs = [np.concatenate([log_scale[:, :, pi::2, pj::2], mean[:, :, pi::2, pj::2],
-                                  ctx_net.at_non_anchors(torch.from_numpy(anchors), (pi, pj))], 1)
-                  for pi, pj in parities]
-        d = params_net(torch.from_numpy(np.concatenate(inputs, 0)))
-        for k, (pi, pj) in enumerate(parities):
-            log_scale[:, :, pi::2, pj::2] += d[k : k + 1, :c]
-            mean[:, :, pi::2, pj::2] += d[k : k + 1, c:]
+        for pi, pj in ((0, 1), (1, 0)):  # the two non-anchor sub-lattices
+            ctx = ctx_net.at_non_anchors(torch.from_numpy(anchors), (pi, pj))
+            ls, mu = log_scale[:, :, pi::2, pj::2], mean[:, :, pi::2, pj::2]  # views
+            d = params_net(torch.from_numpy(np.concatenate([ls, mu, ctx], 1)))
+            ls += d[:, :c]
+            mu += d[:, c:]
         return log_scale, mean
 
     def _code_fmaps(self, y_shape: tuple, hyper: tuple | None, code) -> np.ndarray:
