@@ -93,30 +93,47 @@ class CodedVisionModel(nn.Module):
         gain, inv_gain = self.gains(position)
         with bf16_autocast(autocast):
             y = self.forward_net(x)
-        y = y.float() * gain
-        noise = torch.empty_like(y).uniform_(-0.5, 0.5)
+        return self._rd(x, y.float() * gain, inv_gain, autocast, coded=False)
+
+    def _rd(self, x: torch.Tensor, y: torch.Tensor, inv_gain: torch.Tensor, autocast: bool,
+            coded: bool) -> dict:
+        """The pass from gained fMaps y on: x_hat (cropped to x), bits (B,) and mse (B,).
+
+        coded=False (training): rates of y and z with uniform noise added, the hyper nets in
+        bf16 under autocast. coded=True (as the codec codes): rates of the rounded y and z, the
+        hyper nets in float32 (the codec runs them as exact integer nets) and the backward
+        network's output layer too (as the decoder does). Either way the image is made from
+        the rounded fMaps, with straight-through gradients.
+        """
+        def relaxed(t: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
+            return round_ste(t) if coded else t + noise
+
+        def draw_noise(t: torch.Tensor) -> torch.Tensor | None:
+            return None if coded else torch.empty_like(t).uniform_(-0.5, 0.5)
+
+        noise = draw_noise(y)
         bits = torch.zeros(x.shape[0], device=x.device)
         mean = None
         if self.cfg.entropy_model == "hyperprior":
-            with bf16_autocast(autocast):
+            with bf16_autocast(autocast and not coded):
                 z = self.hyper_analysis(y)
             z = z.float()
-            z_noisy = z + torch.empty_like(z).uniform_(-0.5, 0.5)
-            bits = bits - torch.log2(self.z_model.likelihood(z_noisy)).sum((1, 2, 3))
+            bits = bits - torch.log2(self.z_model.likelihood(relaxed(z, draw_noise(z)))).sum(
+                (1, 2, 3))
             # means enter y_hat itself: bf16's 8 significant bits would move them by up to a
             # quarter step (the codec's are exact to 2**-8), so mean-scale runs this in fp32
-            with bf16_autocast(autocast and not self.cfg.mean_scale):
+            with bf16_autocast(autocast and not coded and not self.cfg.mean_scale):
                 hyper = self.hyper_synthesis(round_ste(z))
             log_scale, mean = self.entropy_params(hyper.float(), y)
             centred = y if mean is None else y - mean
-            lik_y = self.y_model.likelihood(centred + noise, log_scale)
+            lik_y = self.y_model.likelihood(relaxed(centred, noise), log_scale)
         else:
-            lik_y = self.y_model.likelihood(y + noise)
+            lik_y = self.y_model.likelihood(relaxed(y, noise))
         bits = bits - torch.log2(lik_y).sum((1, 2, 3))
         y_hat = (round_ste(y) if mean is None else round_ste(y - mean) + mean) * inv_gain
         with bf16_autocast(autocast):
-            x_hat = self.backward_net(y_hat)
-        x_hat = x_hat.float()
+            x_hat = self.backward_net(y_hat, float32_output=autocast and coded)
+        x_hat = x_hat.float()[:, :, : x.shape[2], : x.shape[3]]
         mse = F.mse_loss(x_hat, x, reduction="none").mean((1, 2, 3))
         return {"x_hat": x_hat, "bits": bits, "mse": mse}
 
@@ -127,19 +144,9 @@ class CodedVisionModel(nn.Module):
         rounded (around the means for a mean-scale model), rates from the discrete
         likelihoods, the image from the rounded fMaps, MSE over x's own pixels (x may be
         smaller than the backward network's output, which is then cropped). Rounding passes
-        gradients straight through, so y_g can be optimised (codedvision.refine). Hyperprior
-        models only. autocast: the backward network in bf16 (its output layer in float32, as
+        gradients straight through, so y_g can be optimised (codedvision.refine). autocast: the backward network in bf16 (its output layer in float32, as
         the codec decodes)."""
-        z_hat = round_ste(self.hyper_analysis(y_g))
-        bits = -torch.log2(self.z_model.likelihood(z_hat)).sum((1, 2, 3))
-        log_scale, mean = self.entropy_params(self.hyper_synthesis(z_hat), y_g)
-        centre = torch.zeros_like(y_g) if mean is None else mean
-        y_hat = round_ste(y_g - centre) + centre
-        bits = bits - torch.log2(self.y_model.likelihood(y_hat - centre, log_scale)).sum((1, 2, 3))
-        with bf16_autocast(autocast):
-            x_hat = self.backward_net(y_hat * inv_gain, float32_output=autocast)
-        x_hat = x_hat.float()[:, :, : x.shape[2], : x.shape[3]]
-        return {"bits": bits, "mse": F.mse_loss(x_hat, x, reduction="none").mean((1, 2, 3))}
+        return self._rd(x, y_g, inv_gain, autocast, coded=True)
 
     def split_hyper(self, hyper: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The hyper-synthesis output as (log-scales, means or None)."""
