@@ -218,8 +218,9 @@ class Codec:
         ctx_net, params_net = self.context_exact[g]
         log_scale, mean = log_scale.copy(), mean.copy()
         c = log_scale.shape[1]
-        for pi, pj in ((0, 1), (1, 0)):  # the two non-anchor sub-lattices
-            ctx = ctx_net.at_non_anchors(torch.from_numpy(anchors), (pi, pj))
+        parities = ((0, 1), (1, 0))  # the two non-anchor sub-lattices
+        for (pi, pj), ctx in zip(parities, ctx_net.at_non_anchors(torch.from_numpy(anchors),
+                                                                  parities)):
             ls, mu = log_scale[:, :, pi::2, pj::2], mean[:, :, pi::2, pj::2]  # views
             d = params_net(torch.from_numpy(np.concatenate([ls, mu, ctx], 1)))
             ls += d[:, :c]

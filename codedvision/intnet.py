@@ -93,14 +93,16 @@ class ExactNet:
         return (x * 2.0**-ACT_BITS).numpy()
 
     @torch.no_grad()
-    def at_non_anchors(self, anchors: torch.Tensor, parity: tuple[int, int]) -> np.ndarray:
+    def at_non_anchors(self, anchors: torch.Tensor,
+                       parities: tuple = ((0, 1), (1, 0))) -> list[np.ndarray]:
         """A one-conv net (odd k x k kernel, 'same' padding) on a checkerboard input, exactly as
-        __call__ computes it, but only at the positions (parity[0]::2, parity[1]::2) of a
-        non-anchor parity ((0, 1) or (1, 0)); anchors (1,C,H,W), H and W even (fMap grids of
-        a hyperprior model are multiples of 4), is zero except
+        __call__ computes it, but only at the positions (p[0]::2, p[1]::2) of each non-anchor
+        parity p in `parities` ((0, 1) and/or (1, 0)); anchors (1,C,H,W), H and W even (fMap
+        grids of a hyperprior model are multiples of 4), is zero except
         at the anchors (row + column even). Each output sums only the taps that reach an
         anchor, over the two anchor sub-lattices, so about a quarter of the full conv's work;
-        the same integers (exact sums in any order). Returns (1,O,H/2,W/2) float64."""
+        the same integers (exact sums in any order). Returns one (1,O,H/2,W/2) float64 array
+        per parity."""
         (kind, w, b, gain, bias_max, stride, padding), = self.layers
         k = w.shape[-1]
         if kind != "conv" or stride != (1, 1) or padding != (k // 2, k // 2) or k % 2 == 0 \
@@ -111,11 +113,15 @@ class ExactNet:
         x = anchors.double() * 2**ACT_BITS
         if float(x.abs().amax()) * gain + bias_max >= EXACT_LIMIT:
             raise ExactIntegerError("values out of range")
-        out = 0
-        for ai, kern, pad in self._sub_kernels(parity):
-            out = out + F.conv2d(F.pad(x[:, :, ai::2, ai::2], pad), kern)
-        return (torch.floor((out + b[None, :, None, None]) * 2.0**-WEIGHT_BITS)
-                * 2.0**-ACT_BITS).numpy()
+        subs = [x[:, :, ai::2, ai::2] for ai in (0, 1)]
+        results = []
+        for parity in parities:
+            out = 0
+            for ai, kern, pad in self._sub_kernels(parity):
+                out = out + F.conv2d(F.pad(subs[ai], pad), kern)
+            results.append((torch.floor((out + b[None, :, None, None]) * 2.0**-WEIGHT_BITS)
+                            * 2.0**-ACT_BITS).numpy())
+        return results
 
     def _sub_kernels(self, parity: tuple[int, int]) -> list[tuple]:
         """For at_non_anchors: per anchor sub-lattice ai ((even, even), (odd, odd)), the taps

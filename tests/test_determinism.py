@@ -81,7 +81,10 @@ def test_the_checkerboard_conv_at_the_non_anchors_equals_the_full_exact_conv(siz
     exact = ExactNet(net, freeze_layers(net, "ctx"), "ctx")
     anchors = torch.round(torch.randn(1, 6, *size) * 300) / 256 * anchor_mask(*size)
     full = exact(anchors)
-    for pi, pj in ((0, 1), (1, 0)):
-        assert np.array_equal(exact.at_non_anchors(anchors, (pi, pj)), full[:, :, pi::2, pj::2])
+    both = exact.at_non_anchors(anchors)
+    for k, (pi, pj) in enumerate(((0, 1), (1, 0))):
+        assert np.array_equal(both[k], full[:, :, pi::2, pj::2])
+        (one,) = exact.at_non_anchors(anchors, ((pi, pj),))
+        assert np.array_equal(one, full[:, :, pi::2, pj::2])
     with pytest.raises(TypeError, match="even sides"):
-        exact.at_non_anchors(anchors[:, :, :1], (0, 1))
+        exact.at_non_anchors(anchors[:, :, :1])
