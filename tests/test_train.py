@@ -430,3 +430,63 @@ def test_capacity_probe_reports_every_anchor_and_a_linear_yardstick(load_benchma
     assert all(0 <= r["active_fmaps"] <= 8 and r["bpp"] > 0 for r in rows)
     ref = bench.linear_reference(x, 16, [1, 8, 16 * 16 * 3])
     assert ref[1] < ref[8] < ref[768] and ref[768] > 100  # all components: lossless
+
+
+def test_pca_init_is_a_lossless_linear_code_when_every_component_is_kept():
+    """With two down-sampling steps and 48 channels nothing is cut: the PCA-initialised
+    networks reconstruct any image exactly (the linear code the training starts from)."""
+    from codedvision.model import CodedVisionModel
+    from codedvision.train.pca_init import pca_initialise
+
+    rng = np.random.RandomState(1)
+    images = [rng.randint(0, 256, (32, 40, 3), dtype=np.uint8) for _ in range(4)]
+    model = CodedVisionModel(ModelConfig(channels=48, fmaps=48, downsamples=2,
+                                         hyper_channels=8)).eval()
+    pca_initialise(model, images)
+    x = torch.rand(2, 3, 16, 24)
+    with torch.no_grad():
+        assert torch.allclose(model.backward_net(model.forward_net(x)), x, atol=1e-4)
+
+
+def test_pca_init_with_fewer_channels_is_a_projection():
+    """Cut to 16 components, the code is an orthogonal projection: coding its own output
+    again changes nothing."""
+    from codedvision.model import CodedVisionModel
+    from codedvision.train.pca_init import pca_initialise
+
+    rng = np.random.RandomState(2)
+    images = [rng.randint(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(4)]
+    model = CodedVisionModel(ModelConfig(channels=16, fmaps=16, downsamples=2,
+                                         hyper_channels=8)).eval()
+    pca_initialise(model, images)
+
+    def code(t):
+        return model.backward_net(model.forward_net(t))
+
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        once = code(x)
+        assert not torch.allclose(once, x, atol=1e-2)
+        assert torch.allclose(code(once), once, atol=1e-4)
+
+
+def test_a_pca_initialised_run_starts_ahead_of_a_default_one_and_trains(patch_dir, tmp_path):
+    model = ModelConfig(channels=16, fmaps=16, hyper_channels=8)
+    default = Trainer(tiny_config(patch_dir, model=model), tmp_path / "d", quiet=True)
+    pca = Trainer(tiny_config(patch_dir, model=model, init="pca", lr=3e-4), tmp_path / "p",
+                  quiet=True)
+    start = _val_loss(pca)
+    assert start < _val_loss(default)
+    losses = [pca.train_step()["loss"] for _ in range(20)]
+    assert all(np.isfinite(losses))
+    assert _val_loss(pca) < 0.8 * start
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(init="zeros"), "unknown init"),
+    (dict(init="pca", init_from="x.pt"), "cannot be combined"),
+    (dict(init="pca", model=ModelConfig(channels=8, fmaps=8, hyper_channels=8)), "channels >= 12"),
+])
+def test_bad_init_settings_are_refused(patch_dir, tmp_path, kw, match):
+    with pytest.raises(ValueError, match=match):
+        Trainer(tiny_config(patch_dir, **kw), tmp_path / "run", quiet=True)

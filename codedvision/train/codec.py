@@ -42,6 +42,7 @@ from ..networks import (BackwardNet, CheckerboardContext, ForwardNet, HyperAnaly
                         HyperSynthesis, add_half_units, widen_net)
 from ..precision import use_bf16
 from .data import PatchSampler, load_caltech_train, load_patches
+from .pca_init import check_pca_init, pca_initialise
 from .plot import plot_log
 from .runlog import RunLog, open_run, save_atomic
 
@@ -79,6 +80,10 @@ class TrainConfig:
     # Start from these weights (a checkpoint.pt or a released model folder) with a fresh optimiser
     # and schedule: a warm restart of a finished run. The model config must match.
     init_from: str | None = None
+    # How a new run (no init_from) starts: "default" (codedvision.networks' initialisation) or
+    # "pca": the networks as a hierarchical PCA of the training patches, a linear transform
+    # code that the training makes non-linear (codedvision.train.pca_init)
+    init: str = "default"
     # "all", or "decoder": only the backward network trains (the encoder, gains and entropy
     # model, so the coded fMaps, the file sizes and what Codec.fmaps returns, stay those of
     # init_from; its first conv can rescale its inputs as the inverse gains would), on the mean
@@ -137,6 +142,12 @@ def check_config(cfg: TrainConfig) -> None:
         raise ValueError(f"unknown schedule {cfg.schedule!r} (variable-rate or paper)")
     if not cfg.context_lr_scale > 0:
         raise ValueError("context_lr_scale must be positive")
+    if cfg.init not in ("default", "pca"):
+        raise ValueError(f"unknown init {cfg.init!r} (default or pca)")
+    if cfg.init == "pca":
+        if cfg.init_from:
+            raise ValueError("init 'pca' starts a new model; it cannot be combined with init_from")
+        check_pca_init(cfg.model)
     if cfg.train_parts not in ("all", "decoder"):
         raise ValueError(f"unknown train_parts {cfg.train_parts!r} (all or decoder)")
     use_bf16(cfg.autocast, "autocast")  # a bad value is an error that names it
@@ -297,6 +308,9 @@ class Trainer:
         elif cfg.init_from:
             self.model.load_state_dict(initial_weights(Path(cfg.init_from), cfg.model,
                                                        cfg.train_parts))
+        elif cfg.init == "pca":
+            pca_initialise(self.model, [t.permute(1, 2, 0).numpy()
+                                        for t in self.sources[0].images])
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
 
