@@ -144,8 +144,8 @@ class CodedVisionModel(nn.Module):
         rounded (around the means for a mean-scale model), rates from the discrete
         likelihoods, the image from the rounded fMaps, MSE over x's own pixels (x may be
         smaller than the backward network's output, which is then cropped). Rounding passes
-        gradients straight through, so y_g can be optimised (codedvision.refine). autocast: the backward network in bf16 (its output layer in float32, as
-        the codec decodes)."""
+        gradients straight through, so y_g can be optimised (codedvision.refine). autocast:
+        the backward network in bf16 (its output layer in float32, as the codec decodes)."""
         return self._rd(x, y_g, inv_gain, autocast, coded=True)
 
     def split_hyper(self, hyper: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
