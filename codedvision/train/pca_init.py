@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig
@@ -41,7 +42,7 @@ FMAP_SCALE = 4.0
 def stage_dims(cfg: ModelConfig) -> list[int]:
     """Components kept at each down-sampling stage (the last are the live fMaps)."""
     dims, width = [], 3
-    for s in range(cfg.downsamples):
+    for _ in range(cfg.downsamples):
         width = min(4 * width, cfg.channels)
         dims.append(width)
     dims[-1] = min(dims[-1], cfg.fmaps)
@@ -57,9 +58,9 @@ def check_pca_init(cfg: ModelConfig) -> None:
 
 
 def _blocks(h: torch.Tensor) -> torch.Tensor:
-    """(N,C,H,W) -> (N*H/2*W/2, 4C): every 2x2 block, its numbers ordered (channel, row, col)."""
-    n, c, hh, ww = h.shape
-    return h.reshape(n, c, hh // 2, 2, ww // 2, 2).permute(0, 2, 4, 1, 3, 5).reshape(-1, 4 * c)
+    """(N,C,H,W) -> (N*H/2*W/2, 4C): every 2x2 block, its numbers ordered (channel, row, col),
+    the order in which the backward network's pixel shuffles place them."""
+    return F.pixel_unshuffle(h, 2).permute(0, 2, 3, 1).reshape(-1, 4 * h.shape[1])
 
 
 def pca_bases(images: list[np.ndarray], dims: list[int], side: int) -> list[torch.Tensor]:
