@@ -1,21 +1,26 @@
 """Is a candidate model better than the released one? Compares the codedvision curves of two
 `codedvision evaluate` results (same images) by BD-rate, PSNR and MS-SSIM.
 
-    python benchmarks/compare_releases.py OLD/results.json NEW/results.json
+    python benchmarks/compare_releases.py OLD/results.json NEW/results.json [--plot PREFIX]
 
 Prints both curves and the BD-rate of NEW against OLD; exits 0 only when NEW needs fewer bits
 for the same quality on both metrics (the rule for replacing the shipped model), else 1.
+--plot also draws both curves, and the HEVC anchor when OLD holds it, to PREFIX_psnr.png and
+PREFIX_msssim.png.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from codedvision.evaluate.bdrate import bd_rate  # noqa: E402
+from codedvision.evaluate.codecs import ANCHOR  # noqa: E402
+from codedvision.evaluate.plots import plot_rd  # noqa: E402
 
 METRICS = (("psnr", "bpp"), ("ms_ssim_db", "bpp_ms_ssim"))
 
@@ -26,18 +31,46 @@ def compare(old: list[dict], new: list[dict]) -> dict[str, float | None]:
                        [p[r] for p in new], [p[q] for p in new]) for q, r in METRICS}
 
 
+def label(name: str, results: dict) -> str:
+    """'old' or 'new', with the model id the evaluation recorded (if any)."""
+    version = results.get("versions", {}).get("codecs", {}).get("codedvision", "")
+    model = re.search(r"model (\w+)", version)
+    return f"{name}: model {model.group(1)}" if model else name
+
+
+def plot(prefix: str, old: dict, new: dict) -> None:
+    """The old and new codedvision curves (and OLD's anchor, if any) on both metrics."""
+    named = [(label("old", old), old["averages"]["codedvision"]),
+             (label("new", new), new["averages"]["codedvision"])]
+    if ANCHOR in old["averages"]:
+        named.append((ANCHOR, old["averages"][ANCHOR]))
+    for (metric, rate), suffix in zip(METRICS, ("psnr", "msssim")):
+        curves = [{"label": name, "bpp": [p[rate] for p in pts], "values": [p[metric] for p in pts]}
+                  for name, pts in named]
+        print("wrote", plot_rd(Path(f"{prefix}_{suffix}.png"), metric, curves,
+                               title="codedvision: old and new model"))
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 2:
+    args = list(sys.argv[1:] if argv is None else argv)
+    prefix = None
+    if "--plot" in args:
+        i = args.index("--plot")
+        prefix = args[i + 1] if i + 1 < len(args) else ""
+        del args[i:i + 2]
+    if len(args) != 2 or prefix == "":
         print(__doc__.strip().splitlines()[2].strip(), file=sys.stderr)
         return 2
-    curves = [json.loads(Path(a).read_text())["averages"]["codedvision"] for a in args]
+    results = [json.loads(Path(a).read_text()) for a in args]
+    curves = [r["averages"]["codedvision"] for r in results]
     for name, curve in zip(("old", "new"), curves):
         print(name + ": " + ", ".join(f"q{p['setting']} {p['bpp']:.3f} bpp {p['psnr']:.2f} dB"
                                       for p in curve))
     res = compare(*curves)
     print("BD-rate new vs old: " + ", ".join(
         f"{k} {'n/a' if v is None else f'{v:+.1f}%'}" for k, v in res.items()))
+    if prefix:
+        plot(prefix, *results)
     return 0 if all(v is not None and v < 0 for v in res.values()) else 1
 
 

@@ -369,3 +369,7 @@ def test_compare_releases_accepts_only_a_model_better_on_both_metrics(tmp_path, 
     assert cmp.main([better, old]) == 1
     assert cmp.main([old, mixed]) == 1  # fewer bits for PSNR, more for MS-SSIM
     assert cmp.main([old]) == 2
+    assert cmp.main([old, better, "--plot"]) == 2
+    assert cmp.main([old, better, "--plot", str(tmp_path / "cmp")]) == 0
+    assert (tmp_path / "cmp_psnr.png").stat().st_size > 0
+    assert (tmp_path / "cmp_msssim.png").stat().st_size > 0
