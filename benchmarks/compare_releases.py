@@ -21,19 +21,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from codedvision.evaluate.bdrate import bd_rate  # noqa: E402
 from codedvision.evaluate.codecs import ANCHOR  # noqa: E402
 from codedvision.evaluate.plots import plot_rd  # noqa: E402
+from codedvision.evaluate.summary import curve  # noqa: E402
 
-METRICS = (("psnr", "bpp"), ("ms_ssim_db", "bpp_ms_ssim"))
+# The two metrics, and each one's suffix in the --plot file names.
+METRICS = {"psnr": "psnr", "ms_ssim_db": "msssim"}
 
 
 def compare(old: list[dict], new: list[dict]) -> dict[str, float | None]:
     """BD-rate (%) of the new curve against the old, per metric."""
-    return {q: bd_rate([p[r] for p in old], [p[q] for p in old],
-                       [p[r] for p in new], [p[q] for p in new]) for q, r in METRICS}
+    return {m: bd_rate(*curve(old, m), *curve(new, m)) for m in METRICS}
 
 
 def label(name: str, results: dict) -> str:
     """'old' or 'new', with the model id the evaluation recorded (if any)."""
-    version = results.get("versions", {}).get("codecs", {}).get("codedvision", "")
+    version = results.get("codecs", {}).get("codedvision", {}).get("version", "")
     model = re.search(r"model (\w+)", version)
     return f"{name}: model {model.group(1)}" if model else name
 
@@ -43,10 +44,12 @@ def plot(prefix: str, old: dict, new: dict) -> None:
     named = [(label("old", old), old["averages"]["codedvision"]),
              (label("new", new), new["averages"]["codedvision"])]
     if ANCHOR in old["averages"]:
-        named.append((ANCHOR, old["averages"][ANCHOR]))
-    for (metric, rate), suffix in zip(METRICS, ("psnr", "msssim")):
-        curves = [{"label": name, "bpp": [p[rate] for p in pts], "values": [p[metric] for p in pts]}
-                  for name, pts in named]
+        named.append((old["codecs"][ANCHOR]["label"], old["averages"][ANCHOR]))
+    for metric, suffix in METRICS.items():
+        curves = []
+        for name, pts in named:
+            bpp, values = curve(pts, metric)
+            curves.append({"label": name, "bpp": bpp, "values": values})
         print("wrote", plot_rd(Path(f"{prefix}_{suffix}.png"), metric, curves,
                                title="codedvision: old and new model"))
 
