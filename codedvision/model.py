@@ -181,11 +181,16 @@ class CodedVisionModel(nn.Module):
         mean = self.entropy_params(hyper, padded)[1][:, :, :h, :w]
         return torch.round(y_g - mean).clamp(-limit, limit) + mean
 
-    def rd_loss(self, out: dict, position: torch.Tensor, num_pixels: int, rate_weight: float = 1.0):
-        """Mean over the batch of lambda*255^2*MSE + rate_weight*bpp; also returns bpp, psnr."""
+    def rd_loss(self, out: dict, position: torch.Tensor, num_pixels: int, rate_weight: float = 1.0,
+                distortion: torch.Tensor | None = None):
+        """Mean over the batch of lambda*D + rate_weight*bpp; also returns bpp, psnr.
+
+        D is `distortion` (B,), on the scale of 255^2*MSE, which it defaults to."""
         bpp = out["bits"] / num_pixels
         lam = self.lambdas(position)
-        loss = (lam * 255.0**2 * out["mse"] + rate_weight * bpp).mean()
+        if distortion is None:
+            distortion = 255.0**2 * out["mse"]
+        loss = (lam * distortion + rate_weight * bpp).mean()
         psnr = (-10 * torch.log10(out["mse"].detach().clamp_min(1e-10))).mean()
         return loss, bpp.detach().mean(), psnr
 

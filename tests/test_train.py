@@ -490,3 +490,52 @@ def test_a_pca_initialised_run_starts_ahead_of_a_default_one_and_trains(patch_di
 def test_bad_init_settings_are_refused(patch_dir, tmp_path, kw, match):
     with pytest.raises(ValueError, match=match):
         Trainer(tiny_config(patch_dir, **kw), tmp_path / "run", quiet=True)
+
+
+@pytest.fixture(scope="module")
+def large_patch_dir(tmp_path_factory):
+    """Four 192x192 synthetic photos: room for MS-SSIM's five scales."""
+    root = tmp_path_factory.mktemp("large")
+    (root / "patches").mkdir()
+    rng = np.random.RandomState(1)
+    yy, xx = np.mgrid[0:192, 0:192] / 192.0
+    for i in range(4):
+        img = np.stack([np.sin(xx * (i + 2) * 4), np.cos(yy * (i + 1) * 3), xx * yy], -1)
+        img = (img * 0.5 + 0.5) * 200 + rng.randn(192, 192, 3) * 10
+        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(root / "patches" / f"p{i}.png")
+    return root
+
+
+def test_an_msssim_mix_trains_and_the_log_records_held_out_msssim(large_patch_dir, tmp_path):
+    cfg = tiny_config(large_patch_dir, patch=192, batch=1, holdout=3, msssim_weight=0.7)
+    plain = Trainer(dataclasses.replace(cfg, msssim_weight=0.0), tmp_path / "plain", quiet=True)
+    mixed = Trainer(cfg, tmp_path / "mixed", quiet=True)
+    # same weights, same batch: only the distortion differs
+    assert mixed.train_step()["loss"] != plain.train_step()["loss"]
+    mixed.run(max_steps=9)
+    rows = (tmp_path / "mixed" / "log.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    last = dict(zip(header, rows[-1].split(",")))
+    for q in ("low", "mid", "high"):
+        assert 0 < float(last[f"val_msssim_db_{q}"]) < 60
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(msssim_weight=1.5), "between 0 and 1"),
+    (dict(msssim_weight=0.5), "at least 161 px"),
+    (dict(msssim_weight=0.5, schedule="paper", patch=192), "variable-rate"),
+])
+def test_bad_msssim_settings_are_refused(large_patch_dir, tmp_path, kw, match):
+    with pytest.raises(ValueError, match=match):
+        Trainer(tiny_config(large_patch_dir, holdout=1, **kw), tmp_path / "run", quiet=True)
+
+
+def test_a_log_begun_with_fewer_columns_gains_the_new_ones(tmp_path):
+    from codedvision.train.runlog import RunLog
+
+    path = tmp_path / "log.csv"
+    path.write_text("step,loss\n5,1.5\n10,1.25\n")
+    RunLog(path, ["step", "loss", "val_msssim_db_mid"], quiet=True).append(
+        {"step": 15, "loss": 1.0, "val_msssim_db_mid": 12.5})
+    assert path.read_text().splitlines() == [
+        "step,loss,val_msssim_db_mid", "5,1.5,", "10,1.25,", "15,1.0,12.5"]

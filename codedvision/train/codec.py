@@ -34,9 +34,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from pytorch_msssim import ms_ssim
 from torch import nn
 
 from ..config import ModelConfig, check_fields
+from ..metrics import MS_SSIM_MIN_SIDE
 from ..model import CodedVisionModel
 from ..networks import (BackwardNet, CheckerboardContext, ForwardNet, HyperAnalysis,
                         HyperSynthesis, add_half_units, widen_net)
@@ -92,6 +94,10 @@ class TrainConfig:
     # The checkerboard context nets (model.checkerboard) learn at this many times lr: added to
     # trained transforms by init_from, they start from zero while the rest is nearly settled.
     context_lr_scale: float = 1.0
+    # Share of MS-SSIM in the distortion at the lowest anchor, falling linearly to none at the
+    # top one: D = (1-w)*255^2*MSE + w*MSSSIM_SCALE*(1-MS-SSIM). Pure MSE leaves low-rate
+    # reconstructions smooth, which MS-SSIM (and the eye) punish most.
+    msssim_weight: float = 0.0
     seed: int = 0
     threads: int = 0  # 0: all cores
     autocast: str = "auto"  # "auto", "bf16" or "off"
@@ -150,6 +156,13 @@ def check_config(cfg: TrainConfig) -> None:
         check_pca_init(cfg.model)
     if cfg.train_parts not in ("all", "decoder"):
         raise ValueError(f"unknown train_parts {cfg.train_parts!r} (all or decoder)")
+    if not 0.0 <= cfg.msssim_weight <= 1.0:
+        raise ValueError("msssim_weight must be between 0 and 1")
+    if cfg.msssim_weight and (cfg.schedule != "variable-rate" or cfg.train_parts != "all"):
+        raise ValueError("msssim_weight needs the variable-rate schedule and train_parts 'all'")
+    if cfg.msssim_weight and cfg.patch < MS_SSIM_MIN_SIDE:
+        raise ValueError(f"msssim_weight needs patches of at least {MS_SSIM_MIN_SIDE} px (MS-SSIM's"
+                         f" five scales), not {cfg.patch}")
     use_bf16(cfg.autocast, "autocast")  # a bad value is an error that names it
     if cfg.train_parts == "decoder" and (not cfg.init_from or cfg.schedule != "variable-rate"):
         raise ValueError("train_parts 'decoder' needs init_from (a trained codec) and the "
@@ -267,6 +280,17 @@ def rate_weight(cfg: TrainConfig, step: int) -> float:
     return min(1.0, (step - cfg.ae_steps + 1) / max(1, cfg.ramp_steps))
 
 
+# 255^2*MSE / (1 - MS-SSIM) on Kodak for the PCA pilot: about 1350 at 0.13 bpp and 1700 at
+# 0.65 bpp (CompressAI's MS-SSIM lambdas are ~1300x its MSE ones), so the two distortions of a
+# msssim_weight mix weigh alike and the mix moves the rate little.
+MSSSIM_SCALE = 1500.0
+
+
+def batch_ms_ssim(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """MS-SSIM (B,) of reconstructions in [0, 1] (clamped, in float32) against the originals."""
+    return ms_ssim(x_hat.float().clamp(0, 1), x.float(), data_range=1.0, size_average=False)
+
+
 SNAPSHOT_FIELDS = ["lambda", "step", "val_bpp", "val_mse", "val_psnr", "snapshot"]
 
 
@@ -355,8 +379,13 @@ class Trainer:
         for group in self.opt.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)
         out = self.model(x, pos, autocast=self.autocast)
+        distortion = None
+        if cfg.msssim_weight:
+            w = cfg.msssim_weight * (1 - pos / max(1, k - 1))
+            distortion = ((1 - w) * 255.0**2 * out["mse"]
+                          + w * MSSSIM_SCALE * (1 - batch_ms_ssim(out["x_hat"], x)))
         loss, bpp, psnr = self.model.rd_loss(out, pos, x.shape[2] * x.shape[3],
-                                             rate_weight(cfg, self.step))
+                                             rate_weight(cfg, self.step), distortion)
         if cfg.schedule == "paper":
             loss = (255.0**2 * out["mse"] + paper_lambda(cfg, self.step) * out["bits"]).mean()
         elif cfg.train_parts == "decoder":  # every quality counts alike in dB, as in BD-rate
@@ -371,26 +400,34 @@ class Trainer:
                 "grad_norm": float(gnorm), "lr": lr}
 
     @torch.no_grad()
-    def _val_pass(self, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(bpp, MSE) per held-out patch at anchor positions `pos` (noise seeded, RNG kept)."""
+    def _val_pass(self, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(bpp, MSE, MS-SSIM) per held-out patch at anchor positions `pos` (noise seeded, RNG
+        kept); MS-SSIM is None for patches too small for its five scales."""
         self.model.eval()
         state = torch.get_rng_state()
         torch.manual_seed(0)
         out = self.model(self.val_x.contiguous(memory_format=torch.channels_last), pos)
         torch.set_rng_state(state)
         bpp = out["bits"] / (self.cfg.patch**2)
-        return bpp, out["mse"].clamp_min(1e-10)
+        msssim = None
+        if self.cfg.patch >= MS_SSIM_MIN_SIDE:
+            msssim = batch_ms_ssim(out["x_hat"], self.val_x)
+        return bpp, out["mse"].clamp_min(1e-10), msssim
 
     def validate(self) -> dict:
-        """Estimated bpp and PSNR on the held-out patches, low/mid/high quality thirds."""
+        """Estimated bpp, PSNR and MS-SSIM (dB) on the held-out patches, low/mid/high quality
+        thirds."""
         pos = torch.zeros_like(self.val_pos) if self.cfg.schedule == "paper" else self.val_pos
-        bpp, mse = self._val_pass(pos)
+        bpp, mse, msssim = self._val_pass(pos)
         psnr = -10 * torch.log10(mse)
         thirds = torch.tensor_split(torch.arange(len(bpp)), 3)
         res = {}
         for name, idx in zip(("low", "mid", "high"), thirds):
             res[f"val_bpp_{name}"] = bpp[idx].mean().item()
             res[f"val_psnr_{name}"] = psnr[idx].mean().item()
+            if msssim is not None:
+                db = -10 * torch.log10((1 - msssim[idx]).clamp_min(1e-10))
+                res[f"val_msssim_db_{name}"] = db.mean().item()
         return res
 
     def save_checkpoint(self) -> None:
@@ -418,7 +455,7 @@ class Trainer:
         path = snap_dir / f"lambda_{lam:.5f}.pt"
         save_atomic({"model": state, "step": self.step, "train_config": self.cfg.to_dict(),
                       "model_config": self.cfg.model.to_dict()}, path)
-        bpp, mse = self._val_pass(torch.zeros_like(self.val_pos))
+        bpp, mse, _ = self._val_pass(torch.zeros_like(self.val_pos))
         mse = mse.mean().item()
         RunLog(self.run_dir / "snapshots.csv", SNAPSHOT_FIELDS, quiet=True).append(
             {"lambda": lam, "step": self.step, "val_bpp": bpp.mean().item(), "val_mse": mse,
@@ -426,7 +463,8 @@ class Trainer:
 
     LOG_FIELDS = ["step", "time", "loss", "bpp", "psnr", "grad_norm", "lr", "patches_per_s",
                   "val_bpp_low", "val_psnr_low", "val_bpp_mid", "val_psnr_mid",
-                  "val_bpp_high", "val_psnr_high"]
+                  "val_bpp_high", "val_psnr_high", "val_msssim_db_low", "val_msssim_db_mid",
+                  "val_msssim_db_high"]
 
     def run(self, max_steps: int | None = None, max_minutes: float | None = None) -> None:
         """Train until cfg.steps (or max_steps more steps / max_minutes), checkpointing as it goes."""

@@ -1,4 +1,5 @@
-"""Learning-curve plot of a training run's log.csv (loss, bpp, PSNR; validation per quality)."""
+"""Learning-curve plot of a training run's log.csv (loss, bpp, PSNR; validation per quality,
+and its MS-SSIM when the log has it)."""
 
 from __future__ import annotations
 
@@ -18,10 +19,13 @@ def plot_log(run_dir: Path, out: Path | None = None) -> Path:
         rows = list(csv.DictReader(f))
     out = Path(out) if out else run_dir / "log.png"
     step = [int(r["step"]) for r in rows]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    for ax, key, label in zip(axes, ("loss", "bpp", "psnr"),
-                              ("training loss", "rate (estimated bpp)", "PSNR (dB)")):
-        ax.plot(step, [float(r[key]) for r in rows], lw=0.8, alpha=0.6, label="train batches")
+    panels = [("loss", "training loss"), ("bpp", "rate (estimated bpp)"), ("psnr", "PSNR (dB)")]
+    if any(r.get("val_msssim_db_mid") for r in rows):
+        panels.append(("msssim_db", "held-out MS-SSIM (dB)"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4))
+    for ax, (key, label) in zip(axes, panels):
+        if key in rows[0]:
+            ax.plot(step, [float(r[key]) for r in rows], lw=0.8, alpha=0.6, label="train batches")
         if key != "loss":
             for q in ("low", "mid", "high"):
                 pts = [(int(r["step"]), float(r[f"val_{key}_{q}"])) for r in rows

@@ -46,6 +46,8 @@ class RunLog:
 
     def append(self, row: dict) -> None:
         new = not self.path.exists()
+        if not new and self._header() != self.fields:  # a log begun before columns were added
+            self._rewrite(self._rows())
         with open(self.path, "a", newline="") as f:
             w = csv.DictWriter(f, fieldnames=self.fields, restval="", extrasaction="ignore")
             if new:
@@ -59,14 +61,27 @@ class RunLog:
         """Drop rows logged after `step`: a run resumed from that step logs them again."""
         if not self.path.exists():
             return
-        with open(self.path, newline="") as f:
-            rows = list(csv.DictReader(f))
+        rows = self._rows()
         keep = [r for r in rows if int(r["step"]) <= step]
         if len(keep) != len(rows):
-            with open(self.path, "w", newline="") as f:
-                w = csv.DictWriter(f, fieldnames=self.fields, restval="", extrasaction="ignore")
-                w.writeheader()
-                w.writerows(keep)
+            self._rewrite(keep)
+
+    def _header(self) -> list[str]:
+        with open(self.path, newline="") as f:
+            return next(csv.reader(f), [])
+
+    def _rows(self) -> list[dict]:
+        with open(self.path, newline="") as f:
+            return list(csv.DictReader(f))
+
+    def _rewrite(self, rows: list[dict]) -> None:
+        """The log as `rows` under the current columns (ones it lacks stay empty), atomically."""
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=self.fields, restval="", extrasaction="ignore")
+            w.writeheader()
+            w.writerows(rows)
+        os.replace(tmp, self.path)
 
 
 def save_atomic(obj: dict, path: Path) -> None:
