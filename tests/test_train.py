@@ -21,19 +21,24 @@ from codedvision.train.hull import lower_convex_hull
 from codedvision.train.export import export_checkpoint
 
 
-@pytest.fixture(scope="module")
-def patch_dir(tmp_path_factory):
-    """Six small synthetic 'photos' (smooth gradients, edges, noise) in the patches layout."""
-    root = tmp_path_factory.mktemp("patches")
+def synthetic_photos(root, count: int, size: int):
+    """`count` synthetic size x size 'photos' (smooth gradients, an edged block, noise) in the
+    patches layout under `root`."""
     (root / "patches").mkdir()
-    rng = np.random.RandomState(0)
-    yy, xx = np.mgrid[0:96, 0:96] / 96.0
-    for i in range(6):
+    rng = np.random.RandomState(size)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    for i in range(count):
         base = np.stack([np.sin(xx * (i + 1) * 3), np.cos(yy * (i + 2) * 2), xx * yy], -1)
-        img = (base * 0.5 + 0.5) * 200 + rng.randn(96, 96, 3) * 8
-        img[40 + i : 60, 20:50] = rng.randint(0, 255, 3)
+        img = (base * 0.5 + 0.5) * 200 + rng.randn(size, size, 3) * 8
+        img[size * 2 // 5 + i : size * 3 // 5, size // 5 : size // 2] = rng.randint(0, 255, 3)
         Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(root / "patches" / f"p{i}.png")
     return root
+
+
+@pytest.fixture(scope="module")
+def patch_dir(tmp_path_factory):
+    """Six small synthetic photos."""
+    return synthetic_photos(tmp_path_factory.mktemp("patches"), 6, 96)
 
 
 def tiny_config(patch_dir, **kw) -> TrainConfig:
@@ -495,15 +500,7 @@ def test_bad_init_settings_are_refused(patch_dir, tmp_path, kw, match):
 @pytest.fixture(scope="module")
 def large_patch_dir(tmp_path_factory):
     """Four 192x192 synthetic photos: room for MS-SSIM's five scales."""
-    root = tmp_path_factory.mktemp("large")
-    (root / "patches").mkdir()
-    rng = np.random.RandomState(1)
-    yy, xx = np.mgrid[0:192, 0:192] / 192.0
-    for i in range(4):
-        img = np.stack([np.sin(xx * (i + 2) * 4), np.cos(yy * (i + 1) * 3), xx * yy], -1)
-        img = (img * 0.5 + 0.5) * 200 + rng.randn(192, 192, 3) * 10
-        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(root / "patches" / f"p{i}.png")
-    return root
+    return synthetic_photos(tmp_path_factory.mktemp("large"), 4, 192)
 
 
 def test_an_msssim_mix_trains_and_the_log_records_held_out_msssim(large_patch_dir, tmp_path):
