@@ -68,7 +68,10 @@ def _warm_start(training: dict) -> str:
     if not w:
         return ""
     extra = w.get("decoder_only_steps", 0)
-    return (f", starting from model `{w['from_model']}` ({w['its_steps']:,} steps"
+    start = (f"model `{w['from_model']}`" if w.get("from_model") else
+             "earlier runs of the same network, begun as a hierarchical PCA of the training "
+             "patches" if w.get("from_init") == "pca" else "earlier runs of the same network")
+    return (f", continuing {start} ({w['its_steps']:,} steps"
             + (f") after {extra:,} steps that trained only its widened backward network ("
                if extra else "; ")
             + f"{training['steps'] + w['its_steps'] + extra:,} in all)")
