@@ -400,26 +400,25 @@ class Trainer:
                 "grad_norm": float(gnorm), "lr": lr}
 
     @torch.no_grad()
-    def _val_pass(self, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """(bpp, MSE, MS-SSIM) per held-out patch at anchor positions `pos` (noise seeded, RNG
-        kept); MS-SSIM is None for patches too small for its five scales."""
+    def _val_pass(self, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(bpp, MSE, reconstruction) per held-out patch at anchor positions `pos` (noise
+        seeded, RNG kept)."""
         self.model.eval()
         state = torch.get_rng_state()
         torch.manual_seed(0)
         out = self.model(self.val_x.contiguous(memory_format=torch.channels_last), pos)
         torch.set_rng_state(state)
         bpp = out["bits"] / (self.cfg.patch**2)
-        msssim = None
-        if self.cfg.patch >= MS_SSIM_MIN_SIDE:
-            msssim = batch_ms_ssim(out["x_hat"], self.val_x)
-        return bpp, out["mse"].clamp_min(1e-10), msssim
+        return bpp, out["mse"].clamp_min(1e-10), out["x_hat"]
 
     def validate(self) -> dict:
         """Estimated bpp, PSNR and MS-SSIM (dB) on the held-out patches, low/mid/high quality
         thirds."""
         pos = torch.zeros_like(self.val_pos) if self.cfg.schedule == "paper" else self.val_pos
-        bpp, mse, msssim = self._val_pass(pos)
+        bpp, mse, x_hat = self._val_pass(pos)
         psnr = -10 * torch.log10(mse)
+        # None for patches too small for MS-SSIM's five scales
+        msssim = batch_ms_ssim(x_hat, self.val_x) if self.cfg.patch >= MS_SSIM_MIN_SIDE else None
         thirds = torch.tensor_split(torch.arange(len(bpp)), 3)
         res = {}
         for name, idx in zip(("low", "mid", "high"), thirds):
