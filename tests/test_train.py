@@ -112,6 +112,14 @@ def test_exported_checkpoint_encodes_and_decodes(patch_dir, tmp_path):
     assert out.size == img.size and out.mode == "RGB"
 
 
+def test_the_manifest_names_caltech_only_when_the_run_drew_from_it():
+    from codedvision.train.export import training_data
+    tc = {"patches_dir": "/p", "caltech_dir": "/c", "caltech_fraction": 0.0}
+    assert training_data(tc) == ["/p"]
+    assert training_data({**tc, "caltech_fraction": 0.25}) == ["/p", "/c"]
+    assert training_data({**tc, "caltech_dir": None, "caltech_fraction": 0.25}) == ["/p"]
+
+
 def test_cli_trains_resumes_and_exports(patch_dir, tmp_path):
     cfg = tiny_config(patch_dir, steps=4)
     (tmp_path / "cfg.json").write_text(json.dumps(cfg.to_dict()))

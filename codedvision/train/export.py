@@ -53,6 +53,13 @@ def sort_fmaps(model: CodedVisionModel, patches_dir: Path) -> dict:
             "checkpoint_channels": order.tolist()}  # release channel i = checkpoint's [i]
 
 
+def training_data(tc: dict) -> list[str]:
+    """The data folders a run trained on: its patches, and Caltech-101 only if it drew from it
+    (a config names caltech_dir even when caltech_fraction is 0)."""
+    caltech = tc.get("caltech_dir") if tc.get("caltech_fraction", 0) > 0 else None
+    return [d for d in (tc["patches_dir"], caltech) if d]
+
+
 def export_checkpoint(checkpoint: Path, out_dir: Path, force: bool = False,
                       info: dict | None = None) -> dict:
     """Export `checkpoint` (a training run's checkpoint.pt) to a release folder, its fMaps
@@ -70,7 +77,7 @@ def export_checkpoint(checkpoint: Path, out_dir: Path, force: bool = False,
         "steps": state["step"],
         "batch": tc["batch"],
         "patch": tc["patch"],
-        "data": [d for d in (tc["patches_dir"], tc.get("caltech_dir")) if d],
+        "data": training_data(tc),
         "train_config": tc,
     }
     return export(model, out_dir, {"training": training, "fmap_order": order, **(info or {})},
