@@ -449,7 +449,7 @@ def train():
                    "are allowed.")
 def train_codec(config_path, preset, run_dir, resume, steps, minutes, init_from):
     """Train a codec (resumable; logs to RUN_DIR/log.csv)."""
-    from .train.codec import PRESETS, TrainConfig, Trainer
+    from .train.codec import PRESETS, TrainConfig, Trainer, TrainingDiverged
 
     if config_path and preset:
         _fail("give --config or --preset, not both")
@@ -464,8 +464,13 @@ def train_codec(config_path, preset, run_dir, resume, steps, minutes, init_from)
         trainer = Trainer(cfg, Path(run_dir), resume=resume, steps=steps)
     except (OSError, ValueError, json.JSONDecodeError) as e:
         _fail(_one_line(e))
-    trainer.run(max_minutes=minutes)
-    click.echo(f"stopped at step {trainer.step}; checkpoint {Path(run_dir) / 'checkpoint.pt'}")
+    try:
+        trainer.run(max_minutes=minutes)
+    except TrainingDiverged as e:
+        _fail(_one_line(e))
+    click.echo(f"stopped at step {trainer.step}; checkpoint {Path(run_dir) / 'checkpoint.pt'}"
+               + (f" (step {trainer.checkpoint_step})"
+                  if trainer.checkpoint_step != trainer.step else ""))
 
 
 @train.command("hull")

@@ -112,6 +112,45 @@ def test_exported_checkpoint_encodes_and_decodes(patch_dir, tmp_path):
     assert out.size == img.size and out.mode == "RGB"
 
 
+def test_a_blow_up_rolls_back_to_the_last_checkpoint_at_half_the_lr(patch_dir, tmp_path):
+    t = Trainer(tiny_config(patch_dir, steps=30), tmp_path / "r", quiet=True)
+    t.run(max_steps=10)  # a checkpoint at step 10
+    with torch.no_grad():  # a blow-up: every later step is non-finite
+        t.model.backward_net.net[-2].weight.fill_(float("nan"))
+    t.run()
+    assert t.step == 30 and t.lr_factor == 0.5
+    assert [(r["diverged_at"], r["back_to"]) for r in t.rollbacks] == [(15, 10)]
+    assert all(torch.isfinite(p).all() for p in t.model.parameters())
+    state = torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 30 and state["lr_factor"] == 0.5 and len(state["rollbacks"]) == 1
+    steps = [int(line.split(",")[0]) for line in
+             (tmp_path / "r" / "log.csv").read_text().splitlines()[1:]]
+    assert steps == sorted(set(steps)) and steps[-1] == 30  # the undone steps' rows are gone
+    manifest = export_checkpoint(tmp_path / "r" / "checkpoint.pt", tmp_path / "release")
+    assert manifest["training"]["rollbacks"][0]["back_to"] == 10
+
+
+def test_the_divergence_guard_reads_psnr_and_loss_against_earlier_windows(patch_dir, tmp_path):
+    from codedvision.train.codec import TrainingDiverged
+    t = Trainer(tiny_config(patch_dir), tmp_path / "r", quiet=True)
+    with pytest.raises(TrainingDiverged, match="before its first checkpoint"):
+        t._roll_back("a test")
+
+    def feed(n, **stats):
+        for _ in range(n):
+            t.step += 1
+            why = t._check_health({"loss": 3.0, "psnr": 30.0, "grad_norm": 50.0, **stats})
+            if why:
+                return why
+
+    assert feed(150) is None and feed(150, psnr=25.0) is None  # slow drifts pass
+    assert "PSNR" in feed(30, psnr=15.0)
+    t._recent.clear()
+    assert "loss" in feed(30, loss=1000.0)
+    t._recent.clear(), t._windows.clear()
+    assert feed(150, loss=-30.0) is None and feed(30, loss=-25.0) is None  # decoder-only
+
+
 def test_the_manifest_names_caltech_only_when_the_run_drew_from_it():
     from codedvision.train.export import training_data
     tc = {"patches_dir": "/p", "caltech_dir": "/c", "caltech_fraction": 0.0}

@@ -80,5 +80,7 @@ def export_checkpoint(checkpoint: Path, out_dir: Path, force: bool = False,
         "data": training_data(tc),
         "train_config": tc,
     }
+    if state.get("rollbacks"):  # the divergence guard's (Trainer._roll_back)
+        training["rollbacks"] = state["rollbacks"]
     return export(model, out_dir, {"training": training, "fmap_order": order, **(info or {})},
                   force=force)
