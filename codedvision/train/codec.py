@@ -513,11 +513,10 @@ class Trainer:
             self._windows.clear()
         if len(self._recent) < GUARD_WINDOW:
             return None
-        ok = [(loss, psnr) for loss, psnr, f in self._recent if f]
-        loss, psnr = statistics.fmean(x[0] for x in ok), statistics.fmean(x[1] for x in ok)
-        if len(self._windows) >= 4:
-            ref_loss = statistics.median(w[0] for w in self._windows)
-            ref_psnr = statistics.median(w[1] for w in self._windows)
+        loss, psnr = self._recent_means()
+        reference = self._reference()
+        if reference is not None:
+            ref_loss, ref_psnr = reference
             if psnr < ref_psnr - GUARD_PSNR_DROP:
                 return (f"training PSNR {psnr:.1f} dB over the last {GUARD_WINDOW} steps, "
                         f"against {ref_psnr:.1f} dB before")
@@ -529,16 +528,28 @@ class Trainer:
             self._windows.append((loss, psnr))
         return None
 
+    def _recent_means(self) -> tuple[float, float]:
+        """Mean (loss, PSNR) over the recent window's finite steps (there must be one)."""
+        ok = [(loss, psnr) for loss, psnr, f in self._recent if f]
+        return statistics.fmean(x[0] for x in ok), statistics.fmean(x[1] for x in ok)
+
+    def _reference(self) -> tuple[float, float] | None:
+        """Median (loss, PSNR) of the earlier windows, or None while there are fewer than 4."""
+        if len(self._windows) < 4:
+            return None
+        return (statistics.median(w[0] for w in self._windows),
+                statistics.median(w[1] for w in self._windows))
+
     def _suspect(self) -> bool:
         """Whether the last steps look like the start of a blow-up (a non-finite step, or a
         training PSNR half of GUARD_PSNR_DROP down): then no checkpoint is saved, so that a
         roll-back always has a sound one to go back to."""
         if any(not f for *_, f in self._recent):
             return True
-        if len(self._windows) < 4 or not self._recent:
+        reference = self._reference()
+        if reference is None or not self._recent:
             return False
-        psnr = statistics.fmean(x[1] for x in self._recent)
-        return psnr < statistics.median(w[1] for w in self._windows) - GUARD_PSNR_DROP / 2
+        return self._recent_means()[1] < reference[1] - GUARD_PSNR_DROP / 2
 
     def _roll_back(self, why: str) -> None:
         """Training blew up: go back to the last checkpoint (saved before the blow-up: a
