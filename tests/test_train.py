@@ -19,6 +19,7 @@ from codedvision.config import ModelConfig
 from codedvision.train.codec import TrainConfig, Trainer, paper_lambda, paper_preset
 from codedvision.train.hull import lower_convex_hull
 from codedvision.train.export import export_checkpoint
+from codedvision.train.runlog import read_checkpoint
 
 
 def synthetic_photos(root, count: int, size: int):
@@ -121,7 +122,7 @@ def test_a_blow_up_rolls_back_to_the_last_checkpoint_at_half_the_lr(patch_dir, t
     assert t.step == 30 and t.lr_factor == 0.5
     assert [(r["diverged_at"], r["back_to"]) for r in t.rollbacks] == [(15, 10)]
     assert all(torch.isfinite(p).all() for p in t.model.parameters())
-    state = torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=True)
+    state = read_checkpoint(tmp_path / "r" / "checkpoint.pt")
     assert state["step"] == 30 and state["lr_factor"] == 0.5 and len(state["rollbacks"]) == 1
     steps = [int(line.split(",")[0]) for line in
              (tmp_path / "r" / "log.csv").read_text().splitlines()[1:]]
@@ -147,7 +148,8 @@ def test_the_divergence_guard_reads_psnr_and_loss_against_earlier_windows(patch_
     assert "PSNR" in feed(30, psnr=15.0)
     t._recent.clear()
     assert "loss" in feed(30, loss=1000.0)
-    t._recent.clear(), t._windows.clear()
+    t._recent.clear()
+    t._windows.clear()
     assert feed(150, loss=-30.0) is None and feed(30, loss=-25.0) is None  # decoder-only
 
 
