@@ -585,3 +585,18 @@ def test_a_log_begun_with_fewer_columns_gains_the_new_ones(tmp_path):
         {"step": 15, "loss": 1.0, "val_msssim_db_mid": 12.5})
     assert path.read_text().splitlines() == [
         "step,loss,val_msssim_db_mid", "5,1.5,", "10,1.25,", "15,1.0,12.5"]
+
+
+def test_heldout_anchors_reports_every_anchor_as_coded(load_benchmark):
+    """The release check before a Kodak run: one point per anchor, from the rounded fMaps."""
+    from codedvision.model import CodedVisionModel
+
+    bench = load_benchmark("heldout_anchors")
+    torch.manual_seed(0)
+    model = CodedVisionModel(ModelConfig(channels=8, fmaps=8, hyper_channels=8, mean_scale=True,
+                                         checkerboard=True)).eval()
+    x = torch.rand(2, 3, 192, 192)  # MS-SSIM needs sides over 160; the hyper nets, 64s
+    points = bench.anchor_points(model, x)
+    assert [p["anchor"] for p in points] == list(range(len(model.cfg.lambdas)))
+    assert all(p["bpp"] > 0 and p["psnr"] > 0 and p["ms_ssim_db"] is not None for p in points)
+    assert points == bench.anchor_points(model, x)  # deterministic: no training noise

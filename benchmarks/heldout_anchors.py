@@ -1,0 +1,91 @@
+"""Is a training run ahead of the shipped model yet? A cheap check before a Kodak evaluation.
+
+    python benchmarks/heldout_anchors.py [MODEL ...] [--out FILE]
+        # release folders or checkpoint.pt files; the first is the reference
+        # (default: the shipped model alone)
+
+On the trainer's held-out patches (the last 16 of ../shared/data/train_patches, 256x256, never
+trained on; not Kodak) every model codes at each of its quality anchors as the codec would
+(fMaps and hyper-latents rounded, rates from the discrete likelihoods, estimated rather than
+real file sizes). Prints bpp, PSNR and MS-SSIM (dB) per anchor, and the BD-rate of every model
+after the first against the first, on both metrics, so that runs with different anchor counts
+compare over the quality range they share. A few minutes on two cores; a Kodak evaluation
+(`codedvision evaluate`, then `compare_releases.py`) stays the release test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+from capacity_probe import held_out_patches, write_json  # noqa: E402
+
+from codedvision.evaluate.bdrate import bd_rate  # noqa: E402
+from codedvision.metrics import ms_ssim_db  # noqa: E402
+from codedvision.train.codec import batch_ms_ssim  # noqa: E402
+from codedvision.train.export import load_trained  # noqa: E402
+
+METRICS = ("psnr", "ms_ssim_db")
+
+
+@torch.no_grad()
+def anchor_points(model, x: torch.Tensor) -> list[dict]:
+    """Mean bpp, PSNR and MS-SSIM (dB of the mean MS-SSIM) of x coded at each anchor."""
+    n, pixels = x.shape[0], x.shape[2] * x.shape[3]
+    y = model.forward_net(x).float()
+    rows = []
+    for k, lam in enumerate(model.cfg.lambdas):
+        gain, inv_gain = model.gains(torch.full((n,), float(k)))
+        out = model.coded_rd(x, y * gain, inv_gain, autocast=True)
+        x_hat = out["x_hat"].clamp(0, 1)
+        mse = ((x_hat - x) ** 2).mean((1, 2, 3))
+        rows.append({"anchor": k, "lambda": lam,
+                     "bpp": round(float((out["bits"] / pixels).mean()), 4),
+                     "psnr": round(float((-10 * torch.log10(mse)).mean()), 2),
+                     "ms_ssim_db": round(ms_ssim_db(float(batch_ms_ssim(x_hat, x).mean())), 2)})
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("models", nargs="*", default=[None], help="release folders or checkpoint.pt")
+    ap.add_argument("--patches", type=Path,
+                    default=HERE.parents[1] / "shared" / "data" / "train_patches")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", type=Path, help="also write the results as JSON here")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    x, holdout = held_out_patches(args.patches)
+    res = {"patches": f"{args.patches} (last {holdout}, 256x256)", "models": []}
+    for path in args.models:
+        model, name = load_trained(path)
+        points = anchor_points(model, x)
+        entry = {"model": name, "points": points}
+        print(name)
+        for p in points:
+            print(f"  anchor {p['anchor']} lambda {p['lambda']:<9} {p['bpp']:.4f} bpp "
+                  f"{p['psnr']:.2f} dB  MS-SSIM {p['ms_ssim_db']:.2f} dB")
+        if res["models"]:
+            ref = res["models"][0]["points"]
+            entry["bd_rate_vs_first"] = {
+                m: bd_rate([p["bpp"] for p in ref], [p[m] for p in ref],
+                           [p["bpp"] for p in points], [p[m] for p in points])
+                for m in METRICS}
+            print("  BD-rate against", res["models"][0]["model"] + ":",
+                  ", ".join(f"{m} {v:+.1f}%" if v is not None else f"{m} n/a"
+                            for m, v in entry["bd_rate_vs_first"].items()))
+        res["models"].append(entry)
+    if args.out:
+        write_json(args.out, res)
+        print("wrote", args.out)
+
+
+if __name__ == "__main__":
+    main()
