@@ -2,7 +2,8 @@
 
     python benchmarks/heldout_anchors.py [MODEL ...] [--out FILE]
         # release folders or checkpoint.pt files; the first is the reference
-        # (default: the shipped model alone)
+        # (default: the shipped model alone); --raw-too: a checkpoint's training weights
+        # besides its moving average
 
 On the trainer's held-out patches (the last 16 of ../shared/data/train_patches, 256x256, never
 trained on; not Kodak) every model codes at each of its quality anchors as the codec would
@@ -59,13 +60,20 @@ def main() -> None:
     ap.add_argument("--patches", type=Path,
                     default=HERE.parents[1] / "shared" / "data" / "train_patches")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--raw-too", action="store_true",
+                    help="for a checkpoint that keeps a moving average of its weights "
+                         "(ema_decay), also its training weights")
     ap.add_argument("--out", type=Path, help="also write the results as JSON here")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     x, holdout = held_out_patches(args.patches)
     res = {"patches": f"{args.patches} (last {holdout}, 256x256)", "models": []}
+    models = []
     for path in args.models:
-        model, name = load_trained(path)
+        models.append(load_trained(path))
+        if args.raw_too and "moving average" in models[-1][1]:
+            models.append(load_trained(path, average=False))
+    for model, name in models:
         points = anchor_points(model, x)
         entry = {"model": name, "points": points}
         print(name)

@@ -447,7 +447,11 @@ def train():
                    "are carried over), wider networks (channels, backward_channels), more "
                    "forward_half_units, a mean-scale hyperprior and a checkerboard context "
                    "are allowed.")
-def train_codec(config_path, preset, run_dir, resume, steps, minutes, init_from):
+@click.option("--ema-decay", type=click.FloatRange(0, 1, max_open=True), default=None,
+              help="Keep a moving average of the weights with this decay per step (e.g. "
+                   "0.999; 0: none) and validate, checkpoint and export it. May be added on "
+                   "--resume: the training itself is unchanged.")
+def train_codec(config_path, preset, run_dir, resume, steps, minutes, init_from, ema_decay):
     """Train a codec (resumable; logs to RUN_DIR/log.csv)."""
     from .train.codec import PRESETS, TrainConfig, Trainer, TrainingDiverged
 
@@ -461,7 +465,7 @@ def train_codec(config_path, preset, run_dir, resume, steps, minutes, init_from)
             cfg = TrainConfig.from_dict(json.loads(Path(config_path).read_text()))
         if init_from:
             cfg = dataclasses.replace(cfg, init_from=str(Path(init_from).resolve()))
-        trainer = Trainer(cfg, Path(run_dir), resume=resume, steps=steps)
+        trainer = Trainer(cfg, Path(run_dir), resume=resume, steps=steps, ema_decay=ema_decay)
     except (OSError, ValueError, json.JSONDecodeError) as e:
         _fail(_one_line(e))
     try:

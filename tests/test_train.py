@@ -83,6 +83,48 @@ def test_resume_continues_bit_for_bit(patch_dir, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_the_moving_average_is_validated_checkpointed_exported_and_resumed(patch_dir, tmp_path):
+    from codedvision.train.export import load_checkpoint_model
+
+    straight = Trainer(tiny_config(patch_dir, ema_decay=0.9), tmp_path / "a", quiet=True)
+    straight.run(max_steps=6)
+    raw, avg = straight.model.state_dict(), straight.ema.module.state_dict()
+    assert int(straight.ema.n_averaged) == 6
+    assert not all(torch.equal(raw[k], avg[k]) for k in raw)  # an average, not a copy
+    # validation reads the average (the weights that export ships)
+    assert straight.eval_model is straight.ema.module
+    # a run stopped and resumed keeps the same average, bit for bit, and the same training
+    first = Trainer(tiny_config(patch_dir, ema_decay=0.9), tmp_path / "b", quiet=True)
+    first.run(max_steps=3)
+    resumed = Trainer(tiny_config(patch_dir), tmp_path / "b", resume=True, quiet=True)
+    resumed.run(max_steps=3)
+    for a, b in ((raw, resumed.model.state_dict()), (avg, resumed.ema.module.state_dict())):
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    # loading and exporting the checkpoint give the average unless asked for the raw weights
+    ckpt = tmp_path / "b" / "checkpoint.pt"
+    assert all(torch.equal(avg[k], load_checkpoint_model(ckpt)[0].state_dict()[k]) for k in avg)
+    assert all(torch.equal(raw[k], load_checkpoint_model(ckpt, average=False)[0].state_dict()[k])
+               for k in raw)
+    manifest = export_checkpoint(ckpt, tmp_path / "release")
+    assert "moving average" in manifest["training"]["weights"]
+
+
+def test_a_moving_average_can_be_added_to_a_run_on_resume(patch_dir, tmp_path):
+    plain = Trainer(tiny_config(patch_dir), tmp_path / "a", quiet=True)
+    plain.run(max_steps=6)
+    first = Trainer(tiny_config(patch_dir), tmp_path / "b", quiet=True)
+    first.run(max_steps=3)
+    resumed = Trainer(tiny_config(patch_dir), tmp_path / "b", resume=True, quiet=True,
+                      ema_decay=0.9)
+    resumed.run(max_steps=3)
+    a, b = plain.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)  # the training itself is unchanged
+    assert int(resumed.ema.n_averaged) == 3  # the average starts at the resume
+    assert read_checkpoint(tmp_path / "b" / "checkpoint.pt")["train_config"]["ema_decay"] == 0.9
+    with pytest.raises(ValueError, match="ema_decay"):
+        Trainer(tiny_config(patch_dir, ema_decay=1.0), tmp_path / "c", quiet=True)
+
+
 def test_a_new_run_refuses_to_clobber_an_existing_checkpoint(patch_dir, tmp_path):
     Trainer(tiny_config(patch_dir), tmp_path / "r", quiet=True).run(max_steps=1)
     with pytest.raises(FileExistsError):
@@ -172,11 +214,14 @@ def test_cli_trains_resumes_and_exports(patch_dir, tmp_path):
     r = runner.invoke(main, ["train", "codec", "--run-dir", run, "--resume"])
     assert r.exit_code == 0, r.output
     assert "step 2" in r.output  # the --steps 2 of the first call is kept by the checkpoint
-    r = runner.invoke(main, ["train", "codec", "--run-dir", run, "--resume", "--steps", "4"])
+    r = runner.invoke(main, ["train", "codec", "--run-dir", run, "--resume", "--steps", "4",
+                             "--ema-decay", "0.99"])
     assert r.exit_code == 0 and "step 4" in r.output, r.output
     r = runner.invoke(main, ["train", "export", f"{run}/checkpoint.pt", "-o", str(tmp_path / "rel")])
     assert r.exit_code == 0, r.output
     assert (tmp_path / "rel" / "model.safetensors").exists()
+    manifest = json.loads((tmp_path / "rel" / "manifest.json").read_text())
+    assert "last 2 steps" in manifest["training"]["weights"]
     r = runner.invoke(main, ["train", "export", f"{run}/checkpoint.pt", "-o", str(tmp_path / "rel")])
     assert r.exit_code != 0 and "exists" in r.output
 

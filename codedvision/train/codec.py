@@ -12,6 +12,8 @@ The default (`schedule="variable-rate"`), ours:
   one model learns every quality.
 - Gradient clipping at `clip`, bf16 autocast only where the CPU has native bf16 (on AVX2-only
   CPUs bf16 convolutions are an order of magnitude slower than fp32; measured).
+- Optionally (`ema_decay`) an exponential moving average of the weights, which validation
+  and export then read.
 - A divergence guard (`Trainer._check_health`): a blow-up rolls the run back to its last
   checkpoint, which is never written while the last steps look unstable, and halves the
   learning rate from there on (a 192-channel run at lr 2e-4 blew up at step 3,500 and its
@@ -42,6 +44,7 @@ from pathlib import Path
 import torch
 from pytorch_msssim import ms_ssim
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ..config import ModelConfig, check_fields
 from ..metrics import MS_SSIM_MIN_SIDE
@@ -104,6 +107,11 @@ class TrainConfig:
     # top one: D = (1-w)*255^2*MSE + w*MSSSIM_SCALE*(1-MS-SSIM). Pure MSE leaves low-rate
     # reconstructions smooth, which MS-SSIM (and the eye) punish most.
     msssim_weight: float = 0.0
+    # 0: off. Else the run also keeps an exponential moving average of the weights with this
+    # decay per step (about 1/(1-decay) steps of memory), and validates, checkpoints and exports
+    # that average: at a constant lr it smooths out the step noise that only a decay removes
+    # otherwise, at any step, while the run goes on. Only the variable-rate schedule.
+    ema_decay: float = 0.0
     seed: int = 0
     threads: int = 0  # 0: all cores
     autocast: str = "auto"  # "auto", "bf16" or "off"
@@ -169,6 +177,11 @@ def check_config(cfg: TrainConfig) -> None:
     if cfg.msssim_weight and cfg.patch < MS_SSIM_MIN_SIDE:
         raise ValueError(f"msssim_weight needs patches of at least {MS_SSIM_MIN_SIDE} px (MS-SSIM's"
                          f" five scales), not {cfg.patch}")
+    if not 0.0 <= cfg.ema_decay < 1.0:
+        raise ValueError("ema_decay must be in [0, 1) (0: no moving average)")
+    if cfg.ema_decay and cfg.schedule != "variable-rate":
+        raise ValueError("ema_decay needs the variable-rate schedule (the paper's snapshots "
+                         "are the raw weights of each lambda stage)")
     use_bf16(cfg.autocast, "autocast")  # a bad value is an error that names it
     if cfg.train_parts == "decoder" and (not cfg.init_from or cfg.schedule != "variable-rate"):
         raise ValueError("train_parts 'decoder' needs init_from (a trained codec) and the "
@@ -319,10 +332,12 @@ class Trainer:
     """Owns the model, optimiser, data and run directory; `run()` trains until cfg.steps."""
 
     def __init__(self, cfg: TrainConfig, run_dir: Path, resume: bool = False, quiet: bool = False,
-                 steps: int | None = None):
+                 steps: int | None = None, ema_decay: float | None = None):
         self.run_dir = Path(run_dir)
         self.quiet = quiet
         cfg, state = open_run(self.run_dir, cfg, resume, steps)
+        if ema_decay is not None:  # also on --resume: the average does not steer the training
+            cfg = dataclasses.replace(cfg, ema_decay=ema_decay)
         check_config(cfg)
         self.cfg = cfg
         torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
@@ -341,6 +356,7 @@ class Trainer:
         self.opt = torch.optim.Adam(groups, lr=cfg.lr)
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.step = 0
+        self.ema: AveragedModel | None = None  # the moving average (cfg.ema_decay), once started
         # the divergence guard: lr multiplier (halved at each roll-back), its roll-backs, the
         # last GUARD_WINDOW steps' (loss, PSNR, finite) and earlier windows' mean (loss, PSNR)
         self.lr_factor = 1.0
@@ -363,6 +379,9 @@ class Trainer:
     def _load_state(self, state: dict) -> None:
         """Continue from a checkpoint's state (its log rows after its step are dropped)."""
         self.model.load_state_dict(state["model"])
+        self.ema = None  # a checkpoint without one (ema_decay added on --resume) starts it anew
+        if self.cfg.ema_decay and "ema" in state:
+            self._new_ema().load_state_dict(state["ema"])
         self.opt.load_state_dict(state["optimizer"])
         self.gen.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
@@ -431,18 +450,31 @@ class Trainer:
         gnorm = torch.nn.utils.clip_grad_norm_(self.params, cfg.clip)
         if torch.isfinite(gnorm):  # a rare non-finite batch is skipped rather than poisoning Adam
             self.opt.step()
+            if cfg.ema_decay:
+                (self.ema or self._new_ema()).update_parameters(self.model)
         self.step += 1
         return {"loss": loss.item(), "bpp": bpp.item(), "psnr": psnr.item(),
                 "grad_norm": float(gnorm), "lr": lr}
+
+    def _new_ema(self) -> AveragedModel:
+        """Start the moving average (its first update copies the weights)."""
+        self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(self.cfg.ema_decay))
+        return self.ema
+
+    @property
+    def eval_model(self) -> CodedVisionModel:
+        """The weights that validation reads and export ships: the moving average if the run
+        keeps one, else the training weights."""
+        return self.ema.module if self.ema is not None else self.model
 
     @torch.no_grad()
     def _val_pass(self, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(bpp, MSE, reconstruction) per held-out patch at anchor positions `pos` (noise
         seeded, RNG kept)."""
-        self.model.eval()
+        model = self.eval_model.eval()
         state = torch.get_rng_state()
         torch.manual_seed(0)
-        out = self.model(self.val_x.contiguous(memory_format=torch.channels_last), pos)
+        out = model(self.val_x.contiguous(memory_format=torch.channels_last), pos)
         torch.set_rng_state(state)
         bpp = out["bits"] / (self.cfg.patch**2)
         return bpp, out["mse"].clamp_min(1e-10), out["x_hat"]
@@ -477,6 +509,8 @@ class Trainer:
             "train_config": self.cfg.to_dict(),
             "model_config": self.cfg.model.to_dict(),
         }
+        if self.ema is not None:
+            state["ema"] = self.ema.state_dict()
         save_atomic(state, self.run_dir / "checkpoint.pt")
         self.checkpoint_step = self.step
         if (self.run_dir / "log.csv").exists():

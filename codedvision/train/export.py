@@ -13,22 +13,34 @@ from .data import load_patches
 from .runlog import read_checkpoint
 
 
-def load_checkpoint_model(checkpoint: Path) -> tuple[CodedVisionModel, dict]:
-    """Rebuild the model of a checkpoint from its saved config; returns (model, checkpoint)."""
+def load_checkpoint_model(checkpoint: Path, average: bool = True
+                          ) -> tuple[CodedVisionModel, dict]:
+    """Rebuild the model of a checkpoint from its saved config; returns (model, checkpoint).
+    The weights are the run's moving average if it keeps one (`ema_decay`) and `average`,
+    else the training weights."""
     state = read_checkpoint(checkpoint)
     if "model_config" not in state:
         raise ValueError(f"{checkpoint}: not a codec checkpoint (no model_config)")
     model = CodedVisionModel(ModelConfig.from_dict(state["model_config"]))
-    model.load_state_dict(state["model"])
+    model.load_state_dict(averaged_weights(state) if average and "ema" in state
+                          else state["model"])
     return model.eval(), state
 
 
-def load_trained(path) -> tuple[CodedVisionModel, str]:
+def averaged_weights(state: dict) -> dict:
+    """The model weights in a checkpoint's moving average (a torch AveragedModel's state)."""
+    prefix = "module."
+    return {k[len(prefix):]: v for k, v in state["ema"].items() if k.startswith(prefix)}
+
+
+def load_trained(path, average: bool = True) -> tuple[CodedVisionModel, str]:
     """A trained model from a checkpoint.pt or a released model folder (None: the shipped
-    one), in eval mode, with a short description of where it came from."""
+    one), in eval mode, with a short description of where it came from (for a checkpoint:
+    its moving average's weights if it keeps one and `average`, see load_checkpoint_model)."""
     if path is not None and Path(path).is_file() and Path(path).suffix == ".pt":
-        model, state = load_checkpoint_model(Path(path))
-        return model, f"{path} (step {state['step']})"
+        model, state = load_checkpoint_model(Path(path), average)
+        weights = "moving average" if average and "ema" in state else "training weights"
+        return model, f"{path} (step {state['step']}, {weights})"
     from ..release import load_release
 
     model, _, _, model_id = load_release(path)
@@ -82,5 +94,9 @@ def export_checkpoint(checkpoint: Path, out_dir: Path, force: bool = False,
     }
     if state.get("rollbacks"):  # the divergence guard's (Trainer._roll_back)
         training["rollbacks"] = state["rollbacks"]
+    if "ema" in state:
+        training["weights"] = (f"moving average of the training weights (decay "
+                               f"{tc['ema_decay']}, kept over the last "
+                               f"{int(state['ema']['n_averaged'])} steps of the run)")
     return export(model, out_dir, {"training": training, "fmap_order": order, **(info or {})},
                   force=force)
