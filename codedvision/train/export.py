@@ -96,7 +96,7 @@ def export_checkpoint(checkpoint: Path, out_dir: Path, force: bool = False,
         training["rollbacks"] = state["rollbacks"]
     if "ema" in state:
         training["weights"] = (f"moving average of the training weights (decay "
-                               f"{tc['ema_decay']}, kept over the last "
-                               f"{int(state['ema']['n_averaged'])} steps of the run)")
+                               f"{tc['ema_decay']} per step, updated over the run's last "
+                               f"{int(state['ema']['n_averaged'])} steps)")
     return export(model, out_dir, {"training": training, "fmap_order": order, **(info or {})},
                   force=force)
