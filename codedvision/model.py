@@ -182,15 +182,17 @@ class CodedVisionModel(nn.Module):
         return torch.round(y_g - mean).clamp(-limit, limit) + mean
 
     def rd_loss(self, out: dict, position: torch.Tensor, num_pixels: int, rate_weight: float = 1.0,
-                distortion: torch.Tensor | None = None):
-        """Mean over the batch of lambda*D + rate_weight*bpp; also returns bpp, psnr.
+                distortion: torch.Tensor | None = None, weight: torch.Tensor | None = None):
+        """Mean over the batch of weight * (lambda*D + rate_weight*bpp); also returns bpp, psnr.
 
-        D is `distortion` (B,), on the scale of 255^2*MSE, which it defaults to."""
+        D is `distortion` (B,), on the scale of 255^2*MSE, which it defaults to; `weight` (B,)
+        defaults to 1."""
         bpp = out["bits"] / num_pixels
         lam = self.lambdas(position)
         if distortion is None:
             distortion = 255.0**2 * out["mse"]
-        loss = (lam * distortion + rate_weight * bpp).mean()
+        per_image = lam * distortion + rate_weight * bpp
+        loss = (per_image if weight is None else weight * per_image).mean()
         psnr = (-10 * torch.log10(out["mse"].detach().clamp_min(1e-10))).mean()
         return loss, bpp.detach().mean(), psnr
 

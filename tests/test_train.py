@@ -125,6 +125,25 @@ def test_a_moving_average_can_be_added_to_a_run_on_resume(patch_dir, tmp_path):
         Trainer(tiny_config(patch_dir, ema_decay=1.0), tmp_path / "c", quiet=True)
 
 
+def test_quality_balance_weights_each_image_by_its_lambda(patch_dir, tmp_path):
+    from codedvision.train.codec import quality_weights
+
+    cfg = tiny_config(patch_dir, quality_balance=0.5)
+    lams = torch.tensor(cfg.model.lambdas)
+    w = quality_weights(cfg, lams)
+    mid = lams.log().mean().exp()
+    assert torch.allclose(w, (mid / lams).sqrt())
+    assert abs(w.log().mean().item()) < 1e-5  # the middle of the range keeps its scale
+    assert (w[1:] < w[:-1]).all()  # the high qualities' losses are scaled down
+    t = Trainer(cfg, tmp_path / "r", quiet=True)
+    before = _val_loss(t)
+    assert all(np.isfinite([t.train_step()["loss"] for _ in range(40)]))
+    assert _val_loss(t) < before  # (the unweighted held-out loss) it still learns
+    with pytest.raises(ValueError, match="quality_balance"):
+        Trainer(tiny_config(patch_dir, quality_balance=0.5, schedule="paper"), tmp_path / "p",
+                quiet=True)
+
+
 def test_a_new_run_refuses_to_clobber_an_existing_checkpoint(patch_dir, tmp_path):
     Trainer(tiny_config(patch_dir), tmp_path / "r", quiet=True).run(max_steps=1)
     with pytest.raises(FileExistsError):
