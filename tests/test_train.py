@@ -664,3 +664,17 @@ def test_heldout_anchors_reports_every_anchor_as_coded(load_benchmark):
     assert [p["anchor"] for p in points] == list(range(len(model.cfg.lambdas)))
     assert all(p["bpp"] > 0 and p["psnr"] > 0 and p["ms_ssim_db"] is not None for p in points)
     assert points == bench.anchor_points(model, x)  # deterministic: no training noise
+
+
+def test_quality_gradients_reports_every_anchor_and_balance_evens_them(load_benchmark):
+    from codedvision.model import CodedVisionModel
+
+    bench = load_benchmark("quality_gradients")
+    torch.manual_seed(0)
+    model = CodedVisionModel(ModelConfig(channels=8, fmaps=8, hyper_channels=8, mean_scale=True))
+    x = torch.rand(2, 3, 64, 64)
+    plain = bench.anchor_gradients(model, TrainConfig(model=model.cfg), x)
+    balanced = bench.anchor_gradients(model, TrainConfig(model=model.cfg, quality_balance=0.5), x)
+    assert [r["anchor"] for r in plain] == list(range(len(model.cfg.lambdas)))
+    spread = [r[-1]["grad_norm"] / r[0]["grad_norm"] for r in (plain, balanced)]
+    assert spread[1] < spread[0]  # the weights shrink the top's share
