@@ -114,10 +114,10 @@ class TrainConfig:
     ema_decay: float = 0.0
     # 0: off. Else an image's loss at lambda l is weighted (l_mid / l)^quality_balance, l_mid
     # the geometric mean of the anchors' lambdas. Unweighted, the gradient of the shared
-    # networks grows about 2.2x per anchor (measured on a 9-anchor run: 255x from the lowest
-    # to the top one), so the highest quality in a batch steers them alone; 0.5 makes the
-    # weighted losses, i.e. the relative RD gains of every quality, count about alike. Each
-    # quality's own rate-distortion trade-off (lambda) is unchanged.
+    # networks grows about 2.1x per anchor (measured on a 9-anchor run: 390x from the lowest
+    # to the top one; 19x with 0.5; benchmarks/quality_gradients.py), so the highest quality
+    # in a batch steers them alone; 0.5 makes the weighted losses, i.e. the relative RD gains
+    # of every quality, count about alike. Each quality's own trade-off (lambda) is unchanged.
     quality_balance: float = 0.0
     seed: int = 0
     threads: int = 0  # 0: all cores
