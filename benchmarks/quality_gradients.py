@@ -3,11 +3,11 @@
     python benchmarks/quality_gradients.py CHECKPOINT_OR_MODEL [--balance P] [--out FILE]
 
 For the same 8 training crops (192x192, a fixed seed) coded at each quality anchor in turn, the
-training loss as the trainer computes it (MS-SSIM mix included when the run has one, weighted
-by `quality_balance` P, default the run's own or 0) and the norm of its gradient on the
-networks every quality shares (forward, backward, hyper). In a batch whose images sit at random
-anchors, an anchor whose gradient is many times the others' decides the update alone (the
-trainer clips every step's gradient to a fixed norm). Writes
+training loss as the trainer computes it (`rd_objective`: the MS-SSIM mix included when the run
+has one, weighted by `quality_balance` P, default the run's own or 0) and the norm of its
+gradient on the networks every quality shares (forward, backward, hyper). In a batch whose
+images sit at random anchors, an anchor whose gradient is many times the others' decides the
+update alone (the trainer clips every step's gradient to a fixed norm). Writes
 benchmarks/results/quality_gradients.json unless --out says otherwise.
 """
 
@@ -26,8 +26,7 @@ sys.path.insert(0, str(HERE))
 
 from capacity_probe import write_json  # noqa: E402
 
-from codedvision.train.codec import (MSSSIM_SCALE, TrainConfig, batch_ms_ssim,  # noqa: E402
-                                     quality_weights)
+from codedvision.train.codec import TrainConfig, rd_objective  # noqa: E402
 from codedvision.train.data import PatchSampler, load_patches  # noqa: E402
 from codedvision.train.export import load_trained  # noqa: E402
 from codedvision.train.runlog import read_checkpoint  # noqa: E402
@@ -38,21 +37,13 @@ PATCH, COUNT = 192, 8
 
 def anchor_gradients(model, cfg: TrainConfig, x: torch.Tensor) -> list[dict]:
     """Loss and shared-network gradient norm of batch x at every anchor."""
-    k = len(model.cfg.lambdas)
     shared = [p for n, p in model.named_parameters() if n.startswith(SHARED)]
     model.train()
     rows = []
-    for a in range(k):
+    for a in range(len(model.cfg.lambdas)):
         pos = torch.full((x.shape[0],), float(a))
         torch.manual_seed(0)  # the same rate noise at every anchor
-        out = model(x, pos, autocast=True)
-        d = None
-        if cfg.msssim_weight:
-            w = cfg.msssim_weight * (1 - pos / max(1, k - 1))
-            d = ((1 - w) * 255.0**2 * out["mse"]
-                 + w * MSSSIM_SCALE * (1 - batch_ms_ssim(out["x_hat"], x)))
-        weight = quality_weights(cfg, model.lambdas(pos)) if cfg.quality_balance else None
-        loss, bpp, psnr = model.rd_loss(out, pos, x.shape[2] * x.shape[3], 1.0, d, weight)
+        loss, bpp, psnr = rd_objective(model, cfg, model(x, pos, autocast=True), x, pos)
         model.zero_grad()
         loss.backward()
         norm = torch.sqrt(sum((p.grad.float() ** 2).sum() for p in shared if p.grad is not None))

@@ -166,6 +166,21 @@ def quality_weights(cfg: TrainConfig, lam: torch.Tensor) -> torch.Tensor:
     return (mid / lam) ** cfg.quality_balance
 
 
+def rd_objective(model: CodedVisionModel, cfg: TrainConfig, out: dict, x: torch.Tensor,
+                 pos: torch.Tensor, rate_weight: float = 1.0
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The variable-rate loss of batch x coded at anchor positions pos (out = model(x, pos)),
+    as rd_loss returns it: lambda*D + rate_weight*bpp per image, D with MS-SSIM mixed in at the
+    low anchors (msssim_weight), each image weighted by its quality (quality_balance)."""
+    distortion = None
+    if cfg.msssim_weight:
+        w = cfg.msssim_weight * (1 - pos / max(1, len(cfg.model.lambdas) - 1))
+        distortion = ((1 - w) * 255.0**2 * out["mse"]
+                      + w * MSSSIM_SCALE * (1 - batch_ms_ssim(out["x_hat"], x)))
+    weight = quality_weights(cfg, model.lambdas(pos)) if cfg.quality_balance else None
+    return model.rd_loss(out, pos, x.shape[2] * x.shape[3], rate_weight, distortion, weight)
+
+
 def check_config(cfg: TrainConfig) -> None:
     """Refuse a training config that cannot run, with a one-line reason."""
     stride = cfg.model.stride
@@ -451,14 +466,7 @@ class Trainer:
         for group in self.opt.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)
         out = self.model(x, pos, autocast=self.autocast)
-        distortion = None
-        if cfg.msssim_weight:
-            w = cfg.msssim_weight * (1 - pos / max(1, k - 1))
-            distortion = ((1 - w) * 255.0**2 * out["mse"]
-                          + w * MSSSIM_SCALE * (1 - batch_ms_ssim(out["x_hat"], x)))
-        weight = quality_weights(cfg, self.model.lambdas(pos)) if cfg.quality_balance else None
-        loss, bpp, psnr = self.model.rd_loss(out, pos, x.shape[2] * x.shape[3],
-                                             rate_weight(cfg, self.step), distortion, weight)
+        loss, bpp, psnr = rd_objective(self.model, cfg, out, x, pos, rate_weight(cfg, self.step))
         if cfg.schedule == "paper":
             loss = (255.0**2 * out["mse"] + paper_lambda(cfg, self.step) * out["bits"]).mean()
         elif cfg.train_parts == "decoder":  # every quality counts alike in dB, as in BD-rate
@@ -469,7 +477,9 @@ class Trainer:
         if torch.isfinite(gnorm):  # a rare non-finite batch is skipped rather than poisoning Adam
             self.opt.step()
             if cfg.ema_decay:
-                (self.ema or self._new_ema()).update_parameters(self.model)
+                if self.ema is None:
+                    self._new_ema()
+                self.ema.update_parameters(self.model)
         self.step += 1
         return {"loss": loss.item(), "bpp": bpp.item(), "psnr": psnr.item(),
                 "grad_norm": float(gnorm), "lr": lr}
