@@ -8,6 +8,7 @@ evaluation is one subclass plus one line in the registry (``codecs/__init__.py``
 from __future__ import annotations
 
 import abc
+import io
 from typing import ClassVar
 
 from PIL import Image
@@ -90,3 +91,19 @@ class ImageCodec(abc.ABC):
 def to_rgb(img: Image.Image) -> Image.Image:
     """The decoded image as 8-bit RGB (decoders may hand back RGBA, P or L)."""
     return img if img.mode == "RGB" else img.convert("RGB")
+
+
+class PillowCodec(ImageCodec):
+    """A codec whose files Pillow (or a Pillow plugin) writes and reads."""
+
+    @staticmethod
+    def save(img: Image.Image, fmt: str, **params) -> bytes:
+        """The bytes of `img` saved by Pillow in format `fmt` with these encoder options."""
+        buf = io.BytesIO()
+        img.save(buf, fmt, **params)
+        return buf.getvalue()
+
+    def decode(self, data: bytes) -> Image.Image:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            return to_rgb(im)

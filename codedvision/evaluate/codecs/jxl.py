@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import importlib.metadata
-import io
 
 from PIL import Image
 
-from .base import ImageCodec, Setting, to_rgb
+from .base import PillowCodec, Setting
 
 
 def _plugin_version() -> str | None:
@@ -17,7 +16,7 @@ def _plugin_version() -> str | None:
         return None
 
 
-class JxlCodec(ImageCodec):
+class JxlCodec(PillowCodec):
     """JPEG XL at libjxl's quality scale (90 ~ distance 1), effort 7 (libjxl's default)."""
 
     name = "jxl"
@@ -29,18 +28,14 @@ class JxlCodec(ImageCodec):
     def encode(self, img: Image.Image, setting: Setting) -> bytes:
         import pillow_jxl  # noqa: F401  (registers the JXL format with Pillow)
 
-        buf = io.BytesIO()
         # use_container=False is the plugin's default; spelled out because the container's
         # boxes would be counted in the rate.
-        img.save(buf, "JXL", quality=int(setting), effort=7, use_container=False)
-        return buf.getvalue()
+        return self.save(img, "JXL", quality=int(setting), effort=7, use_container=False)
 
     def decode(self, data: bytes) -> Image.Image:
         import pillow_jxl  # noqa: F401
 
-        with Image.open(io.BytesIO(data)) as im:
-            im.load()
-            return to_rgb(im)
+        return super().decode(data)
 
     def version(self) -> str:
         return f"pillow-jxl-plugin {_plugin_version()}"

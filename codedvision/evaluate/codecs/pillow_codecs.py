@@ -5,27 +5,13 @@ Settings and options are the ones verified on this project's machines (shared/co
 
 from __future__ import annotations
 
-import io
-
 import PIL
 from PIL import Image, features
 
-from .base import ImageCodec, Setting, to_rgb
+from .base import PillowCodec, Setting
 
 
-def _save(img: Image.Image, fmt: str, **params) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, fmt, **params)
-    return buf.getvalue()
-
-
-def _open(data: bytes) -> Image.Image:
-    with Image.open(io.BytesIO(data)) as im:
-        im.load()
-        return to_rgb(im)
-
-
-class JpegCodec(ImageCodec):
+class JpegCodec(PillowCodec):
     """Baseline JPEG (libjpeg-turbo) with 4:4:4 chroma and optimised Huffman tables."""
 
     name = "jpeg"
@@ -35,16 +21,13 @@ class JpegCodec(ImageCodec):
     options = "subsampling=0 (4:4:4), optimize=True"
 
     def encode(self, img: Image.Image, setting: Setting) -> bytes:
-        return _save(img, "JPEG", quality=int(setting), subsampling=0, optimize=True)
-
-    def decode(self, data: bytes) -> Image.Image:
-        return _open(data)
+        return self.save(img, "JPEG", quality=int(setting), subsampling=0, optimize=True)
 
     def version(self) -> str:
         return f"Pillow {PIL.__version__}, libjpeg-turbo {features.version('libjpeg_turbo')}"
 
 
-class Jpeg2000Codec(ImageCodec):
+class Jpeg2000Codec(PillowCodec):
     """JPEG 2000 (OpenJPEG) at a target rate, 9/7 wavelet with the colour transform.
 
     The setting is the target rate in bpp; OpenJPEG takes a compression ratio against 24-bit
@@ -65,7 +48,7 @@ class Jpeg2000Codec(ImageCodec):
 
     def encode(self, img: Image.Image, setting: Setting) -> bytes:
         # no_jp2 writes the bare codestream: no JP2 boxes counted in the rate.
-        return _save(
+        return self.save(
             img,
             "JPEG2000",
             quality_mode="rates",
@@ -75,9 +58,6 @@ class Jpeg2000Codec(ImageCodec):
             no_jp2=True,
         )
 
-    def decode(self, data: bytes) -> Image.Image:
-        return _open(data)
-
     def version(self) -> str:
         return f"Pillow {PIL.__version__}, OpenJPEG {features.version('jpg_2000')}"
 
@@ -85,7 +65,7 @@ class Jpeg2000Codec(ImageCodec):
         return "" if features.check("jpg_2000") else "Pillow was built without OpenJPEG"
 
 
-class WebpCodec(ImageCodec):
+class WebpCodec(PillowCodec):
     """Lossy WebP (VP8 intra; always 4:2:0), slowest and best method."""
 
     name = "webp"
@@ -95,10 +75,7 @@ class WebpCodec(ImageCodec):
     options = "method=6 (lossy WebP is always 4:2:0)"
 
     def encode(self, img: Image.Image, setting: Setting) -> bytes:
-        return _save(img, "WEBP", quality=int(setting), method=6)
-
-    def decode(self, data: bytes) -> Image.Image:
-        return _open(data)
+        return self.save(img, "WEBP", quality=int(setting), method=6)
 
     def version(self) -> str:
         return f"Pillow {PIL.__version__}, libwebp {features.version('webp')}"
@@ -107,7 +84,7 @@ class WebpCodec(ImageCodec):
         return "" if features.check("webp") else "Pillow was built without libwebp"
 
 
-class AvifCodec(ImageCodec):
+class AvifCodec(PillowCodec):
     """AVIF (AV1 intra via libavif/aom), 4:4:4, tuned for PSNR.
 
     The default tuning is perceptual and about 10% worse in PSNR BD-rate, so tune=psnr.
@@ -120,7 +97,7 @@ class AvifCodec(ImageCodec):
     options = "subsampling=4:4:4, speed=6, advanced={tune: psnr}"
 
     def encode(self, img: Image.Image, setting: Setting) -> bytes:
-        return _save(
+        return self.save(
             img,
             "AVIF",
             quality=int(setting),
@@ -128,9 +105,6 @@ class AvifCodec(ImageCodec):
             speed=6,
             advanced={"tune": "psnr"},
         )
-
-    def decode(self, data: bytes) -> Image.Image:
-        return _open(data)
 
     def version(self) -> str:
         try:
