@@ -28,8 +28,11 @@ from capacity_probe import write_json  # noqa: E402
 
 from codedvision.train.codec import TrainConfig, rd_objective  # noqa: E402
 from codedvision.train.data import PatchSampler, load_patches  # noqa: E402
-from codedvision.train.export import load_trained  # noqa: E402
-from codedvision.train.runlog import read_checkpoint  # noqa: E402
+from codedvision.train.export import (  # noqa: E402
+    checkpoint_description,
+    load_checkpoint_model,
+    load_trained,
+)
 
 SHARED = ("forward_net", "backward_net", "hyper_analysis", "hyper_synthesis")
 PATCH, COUNT = 192, 8
@@ -64,10 +67,13 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=HERE / "results" / "quality_gradients.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    model, name = load_trained(args.model, average=False)
-    cfg = TrainConfig(model=model.cfg)
-    if Path(args.model).suffix == ".pt":
-        cfg = TrainConfig.from_dict(read_checkpoint(Path(args.model))["train_config"])
+    if Path(args.model).suffix == ".pt":  # read once: the weights and the run's own config
+        model, state = load_checkpoint_model(Path(args.model), average=False)
+        name = checkpoint_description(args.model, state, average=False)
+        cfg = TrainConfig.from_dict(state["train_config"])
+    else:
+        model, name = load_trained(args.model)
+        cfg = TrainConfig(model=model.cfg)
     if args.balance is not None:
         cfg = dataclasses.replace(cfg, quality_balance=args.balance)
     patches = load_patches(args.patches, PATCH)[: -cfg.holdout]

@@ -39,12 +39,17 @@ def load_trained(path, average: bool = True) -> tuple[CodedVisionModel, str]:
     its moving average's weights if it keeps one and `average`, see load_checkpoint_model)."""
     if path is not None and Path(path).is_file() and Path(path).suffix == ".pt":
         model, state = load_checkpoint_model(Path(path), average)
-        weights = "moving average" if average and "ema" in state else "training weights"
-        return model, f"{path} (step {state['step']}, {weights})"
+        return model, checkpoint_description(path, state, average)
     from ..release import load_release
 
     model, _, _, model_id = load_release(path)
     return model.eval(), f"release {model_id.hex()}"
+
+
+def checkpoint_description(path, state: dict, average: bool) -> str:
+    """How load_trained names a checkpoint's weights: its path, step and which weights."""
+    weights = "moving average" if average and "ema" in state else "training weights"
+    return f"{path} (step {state['step']}, {weights})"
 
 
 ORDER_PATCHES = 64  # training patches that rank the fMap channels at export
