@@ -17,6 +17,7 @@ compare over the quality range they share. A few minutes on two cores; a Kodak e
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 from pathlib import Path
 
@@ -31,7 +32,8 @@ from capacity_probe import held_out_patches, write_json  # noqa: E402
 from codedvision.evaluate.bdrate import bd_rate  # noqa: E402
 from codedvision.metrics import ms_ssim_db  # noqa: E402
 from codedvision.train.codec import batch_ms_ssim  # noqa: E402
-from codedvision.train.export import load_trained  # noqa: E402
+from codedvision.train.export import (checkpoint_description,  # noqa: E402
+                                      load_checkpoint_model, load_trained)
 
 METRICS = ("psnr", "ms_ssim_db")
 
@@ -54,6 +56,21 @@ def anchor_points(model, x: torch.Tensor) -> list[dict]:
     return rows
 
 
+def models_of(path, raw_too: bool = False) -> list[tuple]:
+    """(model, description) for a release folder or checkpoint; with raw_too, a checkpoint
+    that keeps a moving average gives its training weights as a second model, from the same
+    read of the file."""
+    if path is None or Path(path).suffix != ".pt" or not raw_too:
+        return [load_trained(path)]
+    model, state = load_checkpoint_model(Path(path))
+    models = [(model, checkpoint_description(path, state, True))]
+    if "ema" in state:
+        raw = copy.deepcopy(model)
+        raw.load_state_dict(state["model"])
+        models.append((raw, checkpoint_description(path, state, False)))
+    return models
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("models", nargs="*", default=[None], help="release folders or checkpoint.pt")
@@ -68,11 +85,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     x, holdout = held_out_patches(args.patches)
     res = {"patches": f"{args.patches} (last {holdout}, 256x256)", "models": []}
-    models = []
-    for path in args.models:
-        models.append(load_trained(path))
-        if args.raw_too and "moving average" in models[-1][1]:
-            models.append(load_trained(path, average=False))
+    models = [m for path in args.models for m in models_of(path, args.raw_too)]
     for model, name in models:
         points = anchor_points(model, x)
         entry = {"model": name, "points": points}

@@ -83,7 +83,8 @@ def test_resume_continues_bit_for_bit(patch_dir, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_the_moving_average_is_validated_checkpointed_exported_and_resumed(patch_dir, tmp_path):
+def test_the_moving_average_is_validated_checkpointed_exported_and_resumed(patch_dir, tmp_path,
+                                                                           load_benchmark):
     from codedvision.train.export import load_checkpoint_model
 
     straight = Trainer(tiny_config(patch_dir, ema_decay=0.9), tmp_path / "a", quiet=True)
@@ -105,6 +106,11 @@ def test_the_moving_average_is_validated_checkpointed_exported_and_resumed(patch
     assert all(torch.equal(avg[k], load_checkpoint_model(ckpt)[0].state_dict()[k]) for k in avg)
     assert all(torch.equal(raw[k], load_checkpoint_model(ckpt, average=False)[0].state_dict()[k])
                for k in raw)
+    # the release check's --raw-too: both weight sets, average first, named as such
+    (a, a_name), (r, r_name) = load_benchmark("heldout_anchors").models_of(ckpt, raw_too=True)
+    assert "moving average" in a_name and "training weights" in r_name
+    assert all(torch.equal(avg[k], a.state_dict()[k]) and torch.equal(raw[k], r.state_dict()[k])
+               for k in avg)
     manifest = export_checkpoint(ckpt, tmp_path / "release")
     assert "moving average" in manifest["training"]["weights"]
 
