@@ -419,8 +419,9 @@ def evaluate(images, out, codecs, qualities, jobs, reference, per_image):
         )
     except ValueError as e:
         _fail(_one_line(e))
+    averages = res.get("averages", {})
     click.echo(f"wrote {Path(out) / 'results.json'}, {Path(out) / 'report.md'} "
-               f"({len(res.get('averages', res))} averaged points)")
+               f"({sum(map(len, averages.values()))} averaged points, {len(averages)} codecs)")
 
 
 @main.group()
