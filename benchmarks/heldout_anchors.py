@@ -32,8 +32,7 @@ from capacity_probe import held_out_patches, write_json  # noqa: E402
 from codedvision.evaluate.bdrate import bd_rate  # noqa: E402
 from codedvision.metrics import ms_ssim_db  # noqa: E402
 from codedvision.train.codec import batch_ms_ssim  # noqa: E402
-from codedvision.train.export import (checkpoint_description,  # noqa: E402
-                                      load_checkpoint_model, load_trained)
+from codedvision.train.export import checkpoint_description, load_trained_state  # noqa: E402
 
 METRICS = ("psnr", "ms_ssim_db")
 
@@ -60,11 +59,9 @@ def models_of(path, raw_too: bool = False) -> list[tuple]:
     """(model, description) for a release folder or checkpoint; with raw_too, a checkpoint
     that keeps a moving average gives its training weights as a second model, from the same
     read of the file."""
-    if path is None or Path(path).suffix != ".pt" or not raw_too:
-        return [load_trained(path)]
-    model, state = load_checkpoint_model(Path(path))
-    models = [(model, checkpoint_description(path, state, True))]
-    if "ema" in state:
+    model, name, state = load_trained_state(path)
+    models = [(model, name)]
+    if raw_too and state is not None and "ema" in state:
         raw = copy.deepcopy(model)
         raw.load_state_dict(state["model"])
         models.append((raw, checkpoint_description(path, state, False)))

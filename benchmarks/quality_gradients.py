@@ -28,11 +28,7 @@ from capacity_probe import write_json  # noqa: E402
 
 from codedvision.train.codec import TrainConfig, rd_objective  # noqa: E402
 from codedvision.train.data import PatchSampler, load_patches  # noqa: E402
-from codedvision.train.export import (  # noqa: E402
-    checkpoint_description,
-    load_checkpoint_model,
-    load_trained,
-)
+from codedvision.train.export import load_trained_state  # noqa: E402
 
 SHARED = ("forward_net", "backward_net", "hyper_analysis", "hyper_synthesis")
 PATCH, COUNT = 192, 8
@@ -67,13 +63,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=HERE / "results" / "quality_gradients.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    if Path(args.model).suffix == ".pt":  # read once: the weights and the run's own config
-        model, state = load_checkpoint_model(Path(args.model), average=False)
-        name = checkpoint_description(args.model, state, average=False)
-        cfg = TrainConfig.from_dict(state["train_config"])
-    else:
-        model, name = load_trained(args.model)
-        cfg = TrainConfig(model=model.cfg)
+    model, name, state = load_trained_state(args.model, average=False)  # one read of the file
+    cfg = (TrainConfig.from_dict(state["train_config"]) if state is not None
+           else TrainConfig(model=model.cfg))
     if args.balance is not None:
         cfg = dataclasses.replace(cfg, quality_balance=args.balance)
     patches = load_patches(args.patches, PATCH)[: -cfg.holdout]

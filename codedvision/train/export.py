@@ -37,13 +37,20 @@ def load_trained(path, average: bool = True) -> tuple[CodedVisionModel, str]:
     """A trained model from a checkpoint.pt or a released model folder (None: the shipped
     one), in eval mode, with a short description of where it came from (for a checkpoint:
     its moving average's weights if it keeps one and `average`, see load_checkpoint_model)."""
+    return load_trained_state(path, average)[:2]
+
+
+def load_trained_state(path, average: bool = True
+                       ) -> tuple[CodedVisionModel, str, dict | None]:
+    """load_trained, plus the checkpoint it read (None for a release folder), for callers
+    that also want the run's config or its other weights without reading the file again."""
     if path is not None and Path(path).is_file() and Path(path).suffix == ".pt":
         model, state = load_checkpoint_model(Path(path), average)
-        return model, checkpoint_description(path, state, average)
+        return model, checkpoint_description(path, state, average), state
     from ..release import load_release
 
     model, _, _, model_id = load_release(path)
-    return model.eval(), f"release {model_id.hex()}"
+    return model.eval(), f"release {model_id.hex()}", None
 
 
 def checkpoint_description(path, state: dict, average: bool) -> str:
