@@ -424,6 +424,16 @@ def evaluate(images, out, codecs, qualities, jobs, reference, per_image):
                f"({sum(map(len, averages.values()))} averaged points, {len(averages)} codecs)")
 
 
+def _run_options(f):
+    """--run-dir, --resume and --steps: the options every resumable training command takes."""
+    f = click.option("--steps", type=click.IntRange(1), default=None,
+                     help="Total steps (on --resume: extend or shorten the schedule).")(f)
+    f = click.option("--resume", is_flag=True,
+                     help="Continue the run in --run-dir bit for bit.")(f)
+    return click.option("--run-dir", required=True, type=click.Path(file_okay=False),
+                        help="Folder for checkpoints and logs (keep it outside git).")(f)
+
+
 @main.group()
 def train():
     """Train codecs and classifier heads; export released models."""
@@ -435,11 +445,7 @@ def train():
 @click.option("--preset", type=click.Choice(["default", "paper"]), default=None,
               help="A built-in recipe: 'default' (ours: one variable-rate model) or 'paper' "
                    "(a fixed-rate snapshot per lambda; then 'train hull').")
-@click.option("--run-dir", required=True, type=click.Path(file_okay=False),
-              help="Folder for checkpoints and logs (keep it outside git).")
-@click.option("--resume", is_flag=True, help="Continue the run in --run-dir bit for bit.")
-@click.option("--steps", type=click.IntRange(1), default=None,
-              help="Total steps (on --resume: extend or shorten the schedule).")
+@_run_options
 @click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Stop (with a checkpoint) after this many minutes.")
 @click.option("--init-from", type=click.Path(exists=True), default=None,
@@ -499,11 +505,18 @@ def train_hull(run_dir, as_json):
     click.echo("export one with: codedvision train export SNAPSHOT -o DIR")
 
 
-@train.command("export")
-@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
-@click.option("-o", "--output", "out", required=True, type=click.Path(file_okay=False),
-              help="Release folder to write (model.safetensors + manifest.json).")
-@click.option("-f", "--force", is_flag=True)
+def _export_command(name: str, writes: str):
+    """A `train` subcommand that turns a CHECKPOINT into a folder (-o, --force)."""
+    def decorate(f):
+        f = click.option("-f", "--force", is_flag=True, help="Replace an existing folder.")(f)
+        f = click.option("-o", "--output", "out", required=True, type=click.Path(file_okay=False),
+                         help=f"Folder to write ({writes}).")(f)
+        f = click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))(f)
+        return train.command(name)(f)
+    return decorate
+
+
+@_export_command("export", "model.safetensors + manifest.json")
 def train_export(checkpoint, out, force):
     """Turn a training checkpoint into a released model the codec loads directly."""
     from .train.export import export_checkpoint
@@ -525,11 +538,7 @@ def train_export(checkpoint, out, force):
 @click.option("--labels", type=click.Path(exists=True, dir_okay=False), default=None,
               help="CSV with columns relative_path,label,split (train/val), paths relative to "
                    "--data; class order from DATA/classes.txt when present.")
-@click.option("--run-dir", required=True, type=click.Path(file_okay=False),
-              help="Folder for checkpoints and logs (keep it outside git).")
-@click.option("--resume", is_flag=True, help="Continue the run in --run-dir bit for bit.")
-@click.option("--steps", type=click.IntRange(1), default=None,
-              help="Total steps (on --resume: extend or shorten the schedule).")
+@_run_options
 @click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Stop (with a checkpoint and a validation) after this many minutes.")
 @click.option("--input", "input_kind", type=click.Choice(["fmaps", "rgb"]), default=None,
@@ -598,11 +607,7 @@ def _parse_range(text: str) -> tuple[int, int]:
     return parts[0], parts[1]
 
 
-@train.command("export-head")
-@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
-@click.option("-o", "--output", "out", required=True, type=click.Path(file_okay=False),
-              help="Head folder to write (head.safetensors + manifest.json).")
-@click.option("-f", "--force", is_flag=True)
+@_export_command("export-head", "head.safetensors + manifest.json")
 def train_export_head(checkpoint, out, force):
     """Turn a classifier checkpoint (RUN_DIR/best.pt) into a head `classify --head` loads."""
     from .vision.train import export_head_checkpoint
