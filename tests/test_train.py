@@ -684,3 +684,17 @@ def test_quality_gradients_reports_every_anchor_and_balance_evens_them(load_benc
     assert [r["anchor"] for r in plain] == list(range(len(model.cfg.lambdas)))
     spread = [r[-1]["grad_norm"] / r[0]["grad_norm"] for r in (plain, balanced)]
     assert spread[1] < spread[0]  # the weights shrink the top's share
+
+
+def test_coding_overhead_compares_the_estimate_with_real_files(load_benchmark, checkerboard_codec):
+    """One row per anchor's quality; the file rate is the real .cvz size, near the estimate."""
+    bench = load_benchmark("coding_overhead")
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 64, 64)
+    rows = bench.overhead_rows(checkerboard_codec, x)
+    n = len(checkerboard_codec.model.cfg.lambdas)
+    assert [r["quality"] for r in rows] == [round(100 * k / (n - 1)) for k in range(n)]
+    images = [(x[i].permute(1, 2, 0).numpy() * 255).round().astype("uint8") for i in range(2)]
+    bits = sum(8 * len(checkerboard_codec.encode(im, quality=rows[-1]["quality"])) for im in images)
+    assert rows[-1]["file_bpp"] == round(bits / (2 * 64 * 64), 4)
+    assert all(r["estimated_bpp"] > 0 and abs(r["overhead_percent"]) < 100 for r in rows)
