@@ -107,6 +107,17 @@ def patches_tensor(patches: list) -> torch.Tensor:
     return x.float() / 255
 
 
+def held_out_arguments(ap, out: Path | None) -> None:
+    """The options of every benchmark on the held-out patches: --patches (the training set,
+    whose last `holdout` are held out), --threads, and --out (default `out`; None: no file
+    unless given)."""
+    ap.add_argument("--patches", type=Path,
+                    default=HERE.parents[1] / "shared" / "data" / "train_patches")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=out,
+                    help="write the results as JSON here" + (f" (default {out.name})" if out else ""))
+
+
 def write_json(path: Path, res: dict) -> None:
     atomic_write(path, (json.dumps(res, indent=2) + "\n").encode(), force=True)
 
@@ -133,9 +144,7 @@ def effective_dims(model, x: torch.Tensor) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("models", nargs="*", default=["default"])
-    ap.add_argument("--patches", type=Path, default=HERE.parents[1] / "shared" / "data" / "train_patches")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", type=Path, default=HERE / "results" / "capacity_probe.json")
+    held_out_arguments(ap, HERE / "results" / "capacity_probe.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     x, holdout = held_out_patches(args.patches)

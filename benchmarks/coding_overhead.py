@@ -26,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from capacity_probe import held_out_patches, write_json  # noqa: E402
+from capacity_probe import held_out_arguments, held_out_patches, write_json  # noqa: E402
 
 import codedvision  # noqa: E402
 from codedvision.config import quality_to_position  # noqa: E402
@@ -58,10 +58,7 @@ def overhead_rows(codec, x: torch.Tensor) -> list[dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--patches", type=Path,
-                    default=HERE.parents[1] / "shared" / "data" / "train_patches")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", type=Path, default=HERE / "results" / "coding_overhead.json")
+    held_out_arguments(ap, HERE / "results" / "coding_overhead.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     codec = codedvision.load()

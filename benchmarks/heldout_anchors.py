@@ -27,7 +27,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from capacity_probe import held_out_patches, write_json  # noqa: E402
+from capacity_probe import held_out_arguments, held_out_patches, write_json  # noqa: E402
 
 from codedvision.evaluate.bdrate import bd_rate  # noqa: E402
 from codedvision.metrics import ms_ssim_db  # noqa: E402
@@ -71,13 +71,10 @@ def models_of(path, raw_too: bool = False) -> list[tuple]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("models", nargs="*", default=[None], help="release folders or checkpoint.pt")
-    ap.add_argument("--patches", type=Path,
-                    default=HERE.parents[1] / "shared" / "data" / "train_patches")
-    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--raw-too", action="store_true",
                     help="for a checkpoint that keeps a moving average of its weights "
                          "(ema_decay), also its training weights")
-    ap.add_argument("--out", type=Path, help="also write the results as JSON here")
+    held_out_arguments(ap, None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     x, holdout = held_out_patches(args.patches)

@@ -24,7 +24,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from capacity_probe import write_json  # noqa: E402
+from capacity_probe import held_out_arguments, write_json  # noqa: E402
 
 from codedvision.train.codec import TrainConfig, rd_objective  # noqa: E402
 from codedvision.train.data import PatchSampler, load_patches  # noqa: E402
@@ -57,10 +57,7 @@ def main() -> None:
     ap.add_argument("model", help="checkpoint.pt (its training weights) or release folder")
     ap.add_argument("--balance", type=float, default=None,
                     help="quality_balance to weight the losses by (default: the run's own)")
-    ap.add_argument("--patches", type=Path,
-                    default=HERE.parents[1] / "shared" / "data" / "train_patches")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", type=Path, default=HERE / "results" / "quality_gradients.json")
+    held_out_arguments(ap, HERE / "results" / "quality_gradients.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     model, name, state = load_trained_state(args.model, average=False)  # one read of the file
