@@ -114,8 +114,9 @@ def held_out_arguments(ap, out: Path | None) -> None:
     ap.add_argument("--patches", type=Path,
                     default=HERE.parents[1] / "shared" / "data" / "train_patches")
     ap.add_argument("--threads", type=int, default=2)
+    default = f" (default {out.name})" if out else ""
     ap.add_argument("--out", type=Path, default=out,
-                    help="write the results as JSON here" + (f" (default {out.name})" if out else ""))
+                    help=f"write the results as JSON here{default}")
 
 
 def write_json(path: Path, res: dict) -> None:

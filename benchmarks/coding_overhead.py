@@ -45,8 +45,8 @@ def overhead_rows(codec, x: torch.Tensor) -> list[dict]:
     rows = []
     for k in range(n_anchors):
         quality = round(100 * k / (n_anchors - 1))
-        pos = quality_to_position(quality, n_anchors)
-        gain, inv_gain = model.gains(torch.full((x.shape[0],), float(pos)))
+        pos = quality_to_position(quality, n_anchors)  # for the record
+        gain, inv_gain = codec._gains(quality)  # the very gains encode() applies
         estimated = float(model.coded_rd(x, y * gain, inv_gain, autocast=codec.bf16)["bits"].sum())
         real = sum(8 * len(codec.encode(img, quality=quality)) for img in images)
         rows.append({"quality": quality, "position": round(pos, 3),
