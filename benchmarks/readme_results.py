@@ -71,6 +71,8 @@ def _warm_start(training: dict) -> str:
     start = (f"model `{w['from_model']}`" if w.get("from_model") else
              "earlier runs of the same network, begun as a hierarchical PCA of the training "
              "patches" if w.get("from_init") == "pca" else "earlier runs of the same network")
+    if w.get("its_steps") is None:  # a source that was gone at export
+        return f", continuing {start}"
     return (f", continuing {start} ({w['its_steps']:,} steps"
             + (f") after {extra:,} steps that trained only its widened backward network ("
                if extra else "; ")

@@ -269,6 +269,11 @@ def test_init_from_starts_a_new_run_from_trained_weights(patch_dir, tmp_path):
         got = warm.model.state_dict()
         assert all(torch.allclose(got[k].float(), trained[k].float(), rtol=2e-3, atol=1e-3)
                    for k in trained), source  # a release stores float16
+        warm.run(max_steps=1)  # its release names where it began and the steps behind it
+        lineage = export_checkpoint(run / "checkpoint.pt", run / "rel")["training"]["warm_start"]
+        start = ({"from_model": manifest["model_id"]} if source.is_dir()
+                 else {"from_checkpoint": str(source)})
+        assert lineage == {**start, "its_steps": 3, "from_init": "default"}
     other = tiny_config(patch_dir, model=ModelConfig(channels=8, fmaps=12, hyper_channels=8),
                         init_from=str(tmp_path / "a" / "checkpoint.pt"))
     with pytest.raises(ValueError, match="model config differs"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -84,6 +85,39 @@ def training_data(tc: dict) -> list[str]:
     return [d for d in (tc["patches_dir"], caltech) if d]
 
 
+def warm_start(tc: dict) -> dict | None:
+    """Where a run's weights began when it started from trained ones (`init_from`): the
+    released model's id or the checkpoint's path, the training steps behind them (their own
+    and, recursively, those they began from; None when unknown) and how that lineage was
+    first initialised. None for a run that started afresh; a source no longer at hand is
+    only named."""
+    source = tc.get("init_from")
+    if not source:
+        return None
+    path = Path(source)
+    try:
+        if path.is_file() and path.suffix == ".pt":
+            state = read_checkpoint(path)
+            start, steps, before = {"from_checkpoint": str(path)}, state["step"], state["train_config"]
+            earlier = warm_start(before)
+        else:
+            from ..release import MANIFEST, resolve
+
+            manifest = json.loads((resolve(path) / MANIFEST).read_text())
+            training = manifest.get("training", {})
+            start, steps = {"from_model": manifest["model_id"]}, training.get("steps")
+            before, earlier = training.get("train_config", {}), training.get("warm_start")
+    except (FileNotFoundError, KeyError, ValueError):
+        return {"from_path": str(path), "its_steps": None, "from_init": None}
+    if not earlier:
+        return {**start, "its_steps": steps, "from_init": before.get("init", "default")
+                if before else None}
+    behind = earlier.get("its_steps")
+    total = (None if steps is None or behind is None
+             else steps + behind + earlier.get("decoder_only_steps", 0))
+    return {**start, "its_steps": total, "from_init": earlier.get("from_init")}
+
+
 def export_checkpoint(checkpoint: Path, out_dir: Path, force: bool = False,
                       info: dict | None = None) -> dict:
     """Export `checkpoint` (a training run's checkpoint.pt) to a release folder, its fMaps
@@ -104,6 +138,9 @@ def export_checkpoint(checkpoint: Path, out_dir: Path, force: bool = False,
         "data": training_data(tc),
         "train_config": tc,
     }
+    lineage = warm_start(tc)
+    if lineage:
+        training["warm_start"] = lineage
     if state.get("rollbacks"):  # the divergence guard's (Trainer._roll_back)
         training["rollbacks"] = state["rollbacks"]
     if "ema" in state:
