@@ -9,6 +9,7 @@ PNG so that every codec starts from the same decoded pixels.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import sys
 from pathlib import Path
@@ -26,10 +27,9 @@ PHOTOS = [
 
 
 def main() -> int:
-    if len(sys.argv) != 2:
-        print(__doc__.strip().splitlines()[2].strip(), file=sys.stderr)
-        return 2
-    out = Path(sys.argv[1])
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser.add_argument("out", type=Path, help="folder for the PNG files (made if missing)")
+    out = parser.parse_args().out
     out.mkdir(parents=True, exist_ok=True)
     splits = {r["relative_path"]: r["split"] for r in csv.DictReader(open(CALTECH / "labels.csv"))}
     for name in PHOTOS:

@@ -11,6 +11,7 @@ model's manifest. Numbers are printed as measured; nothing is typed by hand.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -260,6 +261,7 @@ def refine_section(runs: list[dict], model_id: str | None) -> list[str]:
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.strip().splitlines()[0]).parse_args()
     lines: list[str] = []
     manifest = _load("codedvision/models/default/manifest.json")
     if manifest:

@@ -10,6 +10,7 @@ evaluation names the model id in the codec's version string).
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ FIELDS = ("setting", "bpp", "psnr", "ms_ssim", "ms_ssim_db")
 
 
 def main() -> int:
+    argparse.ArgumentParser(description=__doc__.strip().splitlines()[0]).parse_args()
     src = "results/kodak/results.json"
     res = json.loads((ROOT / src).read_text())
     shipped = model_id(DEFAULT_MODEL_DIR / WEIGHTS).hex()
