@@ -11,6 +11,7 @@ PREFIX_msssim.png.
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import sys
@@ -55,15 +56,15 @@ def plot(prefix: str, old: dict, new: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    prefix = None
-    if "--plot" in args:
-        i = args.index("--plot")
-        prefix = args[i + 1] if i + 1 < len(args) else ""
-        del args[i:i + 2]
-    if len(args) != 2 or prefix == "":
-        print(__doc__.strip().splitlines()[2].strip(), file=sys.stderr)
-        return 2
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser.add_argument("old", help="the released model's results.json")
+    parser.add_argument("new", help="the candidate's results.json (same images)")
+    parser.add_argument("--plot", metavar="PREFIX", help="also draw both curves to PREFIX_*.png")
+    try:
+        a = parser.parse_args(argv)
+    except SystemExit as e:  # usage errors and --help: a return code, for callers and tests
+        return int(e.code or 0)
+    prefix, args = a.plot, [a.old, a.new]
     results = [json.loads(Path(a).read_text()) for a in args]
     curves = [r["averages"]["codedvision"] for r in results]
     for name, curve in zip(("old", "new"), curves):
