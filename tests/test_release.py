@@ -105,3 +105,16 @@ def test_every_relative_link_in_the_readme_and_docs_points_to_a_file():
               for target in re.findall(r"\]\(([^)#\s]+)", page.read_text())
               if "://" not in target and not (page.parent / target).exists()]
     assert not broken
+
+
+def test_release_script_refuses_bad_arguments_before_touching_anything(tmp_path):
+    """benchmarks/release_candidate.sh: usage errors exit 2 with a message, nothing written."""
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "release_candidate.sh"
+    work = str(tmp_path / "work")
+    for args, message in (([], "RUN NAME"), ([str(tmp_path / "no-run"), "x", work], "not found")):
+        r = subprocess.run(["bash", str(script), *args], capture_output=True, text=True)
+        assert r.returncode == 2 and message in r.stderr, r.stderr
+    assert not (tmp_path / "work").exists()
