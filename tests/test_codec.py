@@ -461,3 +461,22 @@ def test_tiled_transforms_handle_a_batch(tiny_codec, monkeypatch):
     pixels = tiny_codec.synthesis(tiled)
     assert pixels.shape == (2, 3, *x.shape[2:])
     assert torch.allclose(pixels[1:], tiny_codec.synthesis(tiled[1:]), atol=1e-4)
+
+
+def test_channel_context_probe_starts_from_the_models_own_coding(checkerboard_codec,
+                                                                  load_benchmark):
+    """benchmarks/context_probe.py --kind channel codes group by group as the model does: with
+    its channel context at zero correction (as it starts), the same bits and the model's own
+    quantized fMaps (anchors around the hyperprior's means, the rest around the checkerboard
+    context's)."""
+    probe = load_benchmark("context_probe")
+    model = checkerboard_codec.model
+    cc = probe.ChannelContext(model.cfg.fmaps)
+    y = torch.randn(2, model.cfg.fmaps, 8, 8, generator=torch.Generator().manual_seed(0)) * 4
+    position = torch.tensor([0.0, 1.0])
+    with torch.no_grad():
+        out = probe.code_channel(model, cc, y, position, relaxed=False)
+        assert len(cc.slices) > 1 and torch.equal(out["bits"], out["bits_context"])
+        assert torch.equal(out["y_hat"], out["y_hat_context"])
+        expected = model.quantize(y * model.gains(position)[0], 1e9)
+    assert torch.allclose(out["y_hat"], expected, atol=1e-5)
