@@ -9,7 +9,7 @@ import torch
 
 from ..config import ModelConfig
 from ..model import CodedVisionModel
-from ..release import export
+from ..release import MANIFEST, export, resolve
 from .data import load_patches
 from .runlog import read_checkpoint
 
@@ -98,11 +98,10 @@ def warm_start(tc: dict) -> dict | None:
     try:
         if path.is_file() and path.suffix == ".pt":
             state = read_checkpoint(path)
-            start, steps, before = {"from_checkpoint": str(path)}, state["step"], state["train_config"]
+            start, steps = {"from_checkpoint": str(path)}, state["step"]
+            before = state["train_config"]
             earlier = warm_start(before)
         else:
-            from ..release import MANIFEST, resolve
-
             manifest = json.loads((resolve(path) / MANIFEST).read_text())
             training = manifest.get("training", {})
             start, steps = {"from_model": manifest["model_id"]}, training.get("steps")
