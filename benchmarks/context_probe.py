@@ -81,14 +81,21 @@ class ChannelContext(nn.Module):
         return log_scale + d[:, :c], mean + d[:, c:]
 
 
-def code(model, ctx_model, y: torch.Tensor, position: torch.Tensor, relaxed: bool) -> dict:
-    """Bits without and with the context for fMaps y (B,M,H,W) at quality positions (B,)."""
+def hyperprior(model, y: torch.Tensor, position: torch.Tensor) -> tuple:
+    """The gained fMaps of y at quality positions (B,), the inverse gains, the bits of the
+    rounded hyper-latents and the hyperprior's log-scales and means."""
     gain, inv_gain = model.gains(position)
     y_g = y * gain
     with torch.no_grad():
         z = torch.round(model.hyper_analysis(y_g))
         bits_z = -torch.log2(model.z_model.likelihood(z)).sum()
         log_scale, mean = model.split_hyper(model.hyper_synthesis(z))
+    return y_g, inv_gain, bits_z, log_scale, mean
+
+
+def code(model, ctx_model, y: torch.Tensor, position: torch.Tensor, relaxed: bool) -> dict:
+    """Bits without and with the context for fMaps y (B,M,H,W) at quality positions (B,)."""
+    y_g, inv_gain, bits_z, log_scale, mean = hyperprior(model, y, position)
     y_hat = torch.round(y_g - mean) + mean  # the hyperprior's own (the anchors' in both)
     log_scale2, mean2 = ctx_model(log_scale, mean, y_hat)
     if relaxed:
@@ -104,12 +111,7 @@ def code(model, ctx_model, y: torch.Tensor, position: torch.Tensor, relaxed: boo
 def code_channel(model, cc, y: torch.Tensor, position: torch.Tensor, relaxed: bool) -> dict:
     """Like `code`, for a checkerboard model: bits without and with the channel context `cc`
     (its own checkerboard context kept as it is), group by group as the codec codes them."""
-    gain, inv_gain = model.gains(position)
-    y_g = y * gain
-    with torch.no_grad():
-        z = torch.round(model.hyper_analysis(y_g))
-        bits_z = -torch.log2(model.z_model.likelihood(z)).sum()
-        log_scale, mean = model.split_hyper(model.hyper_synthesis(z))
+    y_g, inv_gain, bits_z, log_scale, mean = hyperprior(model, y, position)
     a = anchor_mask(*y.shape[2:])
     out = {"inv_gain": inv_gain}
     for key, use in (("", False), ("_context", True)):
