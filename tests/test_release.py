@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+from pathlib import Path
 
 import pytest
 import torch
@@ -109,9 +111,6 @@ def test_every_relative_link_in_the_readme_and_docs_points_to_a_file():
 
 def test_release_script_refuses_bad_arguments_before_touching_anything(tmp_path):
     """benchmarks/release_candidate.sh: usage errors exit 2 with a message, nothing written."""
-    import subprocess
-    from pathlib import Path
-
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "release_candidate.sh"
     work = str(tmp_path / "work")
     for args, message in (([], "RUN NAME"), ([str(tmp_path / "no-run"), "x", work], "not found")):
