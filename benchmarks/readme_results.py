@@ -41,7 +41,9 @@ def rd_section(res: dict, folder: str, title: str) -> list[str]:
     lines = [f"### {title}", "",
              f"{n} images; every point is the mean over the images of real file sizes and "
              f"decoded pixels. Full data: [`{folder}/results.json`]({folder}/results.json), "
-             f"[report]({folder}/report.md), plots below.", "",
+             f"[report]({folder}/report.md), plots below. Times: codedvision's networks on one "
+             "torch thread (the images run in parallel processes; Speed, below, uses both cores), "
+             "the classical codecs with their libraries' own threading.", "",
              "| codec | BD-rate vs HEVC (PSNR) | BD-rate vs HEVC (MS-SSIM dB) | bpp range | PSNR range (dB) | median encode / decode (s) |",
              "|---|---|---|---|---|---|"]
     times = res.get("median_times", {})

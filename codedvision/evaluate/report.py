@@ -62,7 +62,8 @@ def render_report(results: dict) -> str:
     lines.append("")
     lines += [
         "Times are wall-clock milliseconds of the codec's encode or decode call alone (in memory),",
-        "with each library's own threading, medians over every image and setting.",
+        "codedvision's networks on one torch thread, the classical codecs with their libraries'",
+        "own threading; medians over every image and setting.",
         "",
     ]
     refs = results.get("reference_bd_rate") or {}
