@@ -373,3 +373,16 @@ def test_compare_releases_accepts_only_a_model_better_on_both_metrics(tmp_path, 
     assert cmp.main([old, better, "--plot", str(tmp_path / "cmp")]) == 0
     assert (tmp_path / "cmp_psnr.png").stat().st_size > 0
     assert (tmp_path / "cmp_msssim.png").stat().st_size > 0
+
+
+def test_flat_content_counts_flat_blocks_and_bd_rates_per_image(tmp_path, load_benchmark):
+    bench = load_benchmark("flat_content")
+    flat = np.zeros((32, 48, 3), np.uint8) + 120
+    flat[:16, :16] = np.random.RandomState(0).randint(0, 255, (16, 16, 3))  # 1 busy block of 6
+    Image.fromarray(flat).save(tmp_path / "a.png")
+    assert bench.flat_share(tmp_path / "a.png") == pytest.approx(5 / 6)
+    pts = [{"image": "a.png", "codec": c, "bpp": b * f, "psnr": q, "ms_ssim_db": q / 3}
+           for c, f in (("hevc", 1.0), ("codedvision", 1.5)) for b, q in ((0.5, 30), (1, 33), (2, 36))]
+    bd = bench.per_image_bd_rates({"anchor": "hevc", "points": pts})
+    assert bd["a.png"]["psnr"] == pytest.approx(50.0, abs=0.5)
+    assert bd["a.png"]["ms_ssim_db"] == pytest.approx(50.0, abs=0.5)
