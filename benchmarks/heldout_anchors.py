@@ -12,6 +12,11 @@ real file sizes). Prints bpp, PSNR and MS-SSIM (dB) per anchor, and the BD-rate 
 after the first against the first, on both metrics, so that runs with different anchor counts
 compare over the quality range they share. A few minutes on two cores; a Kodak evaluation
 (`codedvision evaluate`, then `compare_releases.py`) stays the release test.
+
+The patches are all textured (the set skipped crops of luma std under 10: no sky, no walls).
+`--caltech N` adds the N Caltech-101 train photos that a run with `caltech_holdout` N never
+trained on (downscaled by 0.75 as the trainer does, centre 192x192 crops), whose plain
+backgrounds the patches lack; the BD-rates are then over the mean points of both sets.
 """
 
 from __future__ import annotations
@@ -31,7 +36,8 @@ from capacity_probe import held_out_arguments, held_out_patches, write_json  # n
 
 from codedvision.evaluate.bdrate import bd_rate  # noqa: E402
 from codedvision.metrics import ms_ssim_db  # noqa: E402
-from codedvision.train.codec import batch_ms_ssim  # noqa: E402
+from codedvision.train.codec import TrainConfig, batch_ms_ssim  # noqa: E402
+from codedvision.train.data import CALTECH_HOLDOUT_SIDE, load_caltech_held_out  # noqa: E402
 from codedvision.train.export import checkpoint_description, load_trained_state  # noqa: E402
 
 METRICS = ("psnr", "ms_ssim_db")
@@ -55,6 +61,24 @@ def anchor_points(model, x: torch.Tensor) -> list[dict]:
     return rows
 
 
+def held_out_caltech(root: Path, n: int, scale: float) -> torch.Tensor:
+    """The n held-out Caltech-101 train photos of caltech_holdout n, downscaled by `scale`, as
+    centre CALTECH_HOLDOUT_SIDE-square crops: a (n,3,s,s) float tensor in [0,1]."""
+    side, crops = CALTECH_HOLDOUT_SIDE, []
+    for a in load_caltech_held_out(root, scale, n):
+        y, x = (a.shape[0] - side) // 2, (a.shape[1] - side) // 2
+        crops.append(torch.from_numpy(a[y : y + side, x : x + side].copy()).permute(2, 0, 1))
+    return torch.stack(crops).float() / 255
+
+
+def mean_points(sets: list[list[dict]], sizes: list[int]) -> list[dict]:
+    """Per-anchor points of several image sets merged into their image-weighted means."""
+    total = sum(sizes)
+    return [{**rows[0], **{m: round(sum(r[m] * n for r, n in zip(rows, sizes)) / total, 4)
+                           for m in ("bpp", *METRICS)}}
+            for rows in zip(*sets)]
+
+
 def models_of(path, raw_too: bool = False) -> list[tuple]:
     """(model, description) for a release folder or checkpoint; with raw_too, a checkpoint
     that keeps a moving average gives its training weights as a second model, from the same
@@ -74,15 +98,28 @@ def main() -> None:
     ap.add_argument("--raw-too", action="store_true",
                     help="for a checkpoint that keeps a moving average of its weights "
                          "(ema_decay), also its training weights")
+    ap.add_argument("--caltech", type=int, default=0, metavar="N",
+                    help="also the N held-out Caltech-101 train photos of caltech_holdout N")
+    ap.add_argument("--caltech-dir", type=Path, default=Path(TrainConfig().caltech_dir))
     held_out_arguments(ap, None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     x, holdout = held_out_patches(args.patches)
+    sets = {"patches": x}
     res = {"patches": f"{args.patches} (last {holdout}, 256x256)", "models": []}
+    if args.caltech:
+        scale = TrainConfig().caltech_scale
+        sets["caltech"] = held_out_caltech(args.caltech_dir, args.caltech, scale)
+        res["caltech"] = (f"{args.caltech_dir} (caltech_holdout {args.caltech}, downscaled by "
+                          f"{scale}, centre {CALTECH_HOLDOUT_SIDE}x{CALTECH_HOLDOUT_SIDE})")
     models = [m for path in args.models for m in models_of(path, args.raw_too)]
     for model, name in models:
-        points = anchor_points(model, x)
+        by_set = {k: anchor_points(model, v) for k, v in sets.items()}
+        points = (mean_points(list(by_set.values()), [len(v) for v in sets.values()])
+                  if len(sets) > 1 else by_set["patches"])
         entry = {"model": name, "points": points}
+        if len(sets) > 1:
+            entry["points_by_set"] = by_set
         print(name)
         for p in points:
             print(f"  anchor {p['anchor']} lambda {p['lambda']:<9} {p['bpp']:.4f} bpp "

@@ -9,8 +9,9 @@
 # WORK  scratch folder outside git (default ${TMPDIR:-/tmp}/codedvision-release)
 #
 # The candidate must pass two checks, else the shipped model is restored and the script exits 1:
-#   1. the trainer's held-out patches: fewer bits than the shipped model at equal PSNR and at
-#      equal MS-SSIM (benchmarks/heldout_anchors.py, a couple of minutes);
+#   1. the trainer's held-out patches (and held-out Caltech-101 photos, for a run with
+#      caltech_holdout): fewer bits than the shipped model at equal PSNR and at equal MS-SSIM
+#      (benchmarks/heldout_anchors.py, a couple of minutes);
 #   2. Kodak, real files: the same (benchmarks/compare_releases.py).
 # Then: the full Kodak evaluation and its figures in the manifest, the fMaps head retrained for
 # the new fMaps, the vision check, the Caltech val photos, the BD-rate re-check, speed,
@@ -45,7 +46,11 @@ mkdir -p "$WORK"
 
 stage "export $RUN and compare it on the held-out patches"
 "$CV" train export "$RUN/checkpoint.pt" -o "$WORK/candidate" --force
-"$PY" benchmarks/heldout_anchors.py "$SHIPPED" "$WORK/candidate" --out "$WORK/heldout.json"
+# a run that mixed in Caltech-101 photos is checked on its held-out ones too
+CALTECH=$("$PY" -c "import json, sys; print(json.load(open(sys.argv[1])).get('caltech_holdout', 0))" \
+  "$RUN/train_config.json")
+"$PY" benchmarks/heldout_anchors.py "$SHIPPED" "$WORK/candidate" --caltech "$CALTECH" \
+  --out "$WORK/heldout.json"
 ahead_held_out "$WORK/heldout.json" || restore
 
 stage "Kodak, the candidate alone, against the shipped model"

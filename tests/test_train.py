@@ -703,3 +703,57 @@ def test_coding_overhead_compares_the_estimate_with_real_files(load_benchmark, c
     bits = sum(8 * len(checkerboard_codec.encode(im, quality=rows[-1]["quality"])) for im in images)
     assert rows[-1]["file_bpp"] == round(bits / (2 * 64 * 64), 4)
     assert all(r["estimated_bpp"] > 0 and abs(r["overhead_percent"]) < 100 for r in rows)
+
+
+def fake_caltech(root, sizes):
+    """A Caltech-101-like folder: one train photo per (w, h) in `sizes`, plus one val photo."""
+    (root / "images" / "c").mkdir(parents=True)
+    lines = ["relative_path,label,split"]
+    for i, (w, h) in enumerate([*sizes, (400, 400)]):
+        name = f"images/c/image_{i:04d}.jpg"
+        Image.new("RGB", (w, h), (i * 9 % 256, 90, 30)).save(root / name)
+        lines.append(f"{name},c,{'val' if i == len(sizes) else 'train'}")
+    (root / "labels.csv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_caltech_holdout_keeps_large_photos_out_of_training(tmp_path):
+    """Held-out Caltech photos are spread over the large ones, never trained on, the same for
+    every patch size, and the val split is never read."""
+    from codedvision.train.data import caltech_train_split, load_caltech_held_out, load_caltech_train
+
+    root = fake_caltech(tmp_path, [(300, 280), (100, 90), (260, 400), (320, 300), (280, 300)])
+    train, held = caltech_train_split(root, 0.75, 2)
+    assert len(train) == 3 and len(held) == 2
+    assert all(min(Image.open(root / r["relative_path"]).size) * 0.75 >= 192 for r in held)
+    assert not {r["relative_path"] for r in train} & {r["relative_path"] for r in held}
+    assert all(r["split"] == "train" for r in train + held)
+    everything, none = caltech_train_split(root, 0.75, 0)
+    assert len(everything) == 5 and none == []
+    assert len(load_caltech_train(root, 64, 0.75)) == 5  # no holdout: every train photo
+    assert len(load_caltech_train(root, 64, 0.75, holdout=2)) == 3
+    assert len(load_caltech_train(root, 192, 0.75, holdout=2)) == 2  # the 100x90 one is too small
+    assert [a.shape[2] for a in load_caltech_held_out(root, 0.75, 2)] == [3, 3]
+    with pytest.raises(ValueError, match="only 4 Caltech-101 train photos"):
+        caltech_train_split(root, 0.75, 5)
+
+
+def test_heldout_anchors_crops_the_held_out_caltech_photos(tmp_path, load_benchmark):
+    root = fake_caltech(tmp_path, [(300, 280), (100, 90), (260, 400), (320, 300)])
+    x = load_benchmark("heldout_anchors").held_out_caltech(root, 2, 0.75)
+    assert x.shape == (2, 3, 192, 192) and 0 <= float(x.min()) and float(x.max()) <= 1
+
+
+def test_the_trainer_leaves_the_held_out_caltech_photos_out(patch_dir, tmp_path):
+    root = fake_caltech(tmp_path / "caltech", [(300, 280), (100, 90), (260, 400), (320, 300)])
+    t = Trainer(tiny_config(patch_dir, caltech_dir=str(root), caltech_fraction=0.5,
+                            caltech_holdout=1), tmp_path / "run", quiet=True)
+    assert len(t.sources[1].images) == 3
+
+
+def test_heldout_anchors_merges_image_sets_by_their_sizes(load_benchmark):
+    bench = load_benchmark("heldout_anchors")
+    a = [{"anchor": 0, "lambda": 0.1, "bpp": 1.0, "psnr": 30.0, "ms_ssim_db": 10.0}]
+    b = [{"anchor": 0, "lambda": 0.1, "bpp": 4.0, "psnr": 40.0, "ms_ssim_db": 16.0}]
+    assert bench.mean_points([a, b], [3, 1]) == [
+        {"anchor": 0, "lambda": 0.1, "bpp": 1.75, "psnr": 32.5, "ms_ssim_db": 11.5}]

@@ -70,6 +70,9 @@ class TrainConfig:
     # Caltech-101 train photos are mostly too small for `patch` once downscaled; off by default.
     caltech_fraction: float = 0.0  # share of each batch drawn from Caltech-101 train photos
     caltech_scale: float = 0.75  # downscale factor for those photos (hides JPEG artefacts)
+    # Caltech-101 train photos never trained on (data.caltech_train_split), so that runs which
+    # mix Caltech photos in can be checked on them: `benchmarks/heldout_anchors.py --caltech N`.
+    caltech_holdout: int = 0
     holdout: int = 16  # last patches kept for the validation curve, never trained on
     # Large patches: with zero padding, the networks learn to use the image border as a
     # position cue, and a model trained on small patches (4x4 fMaps at 64x64) lost 4 dB on
@@ -188,6 +191,8 @@ def check_config(cfg: TrainConfig) -> None:
         raise ValueError(f"patch {cfg.patch} is not a multiple of the model's stride {stride}")
     if cfg.schedule not in ("variable-rate", "paper"):
         raise ValueError(f"unknown schedule {cfg.schedule!r} (variable-rate or paper)")
+    if cfg.caltech_holdout < 0:
+        raise ValueError("caltech_holdout must be 0 or more")
     if not cfg.context_lr_scale > 0:
         raise ValueError("context_lr_scale must be positive")
     if cfg.init not in ("default", "pca"):
@@ -434,7 +439,8 @@ class Trainer:
         self.sources = [PatchSampler(patches[: len(patches) - cfg.holdout], cfg.patch, True)]
         self.weights = [1.0]
         if cfg.caltech_dir and cfg.caltech_fraction > 0 and Path(cfg.caltech_dir).exists():
-            photos = load_caltech_train(Path(cfg.caltech_dir), cfg.patch, cfg.caltech_scale)
+            photos = load_caltech_train(Path(cfg.caltech_dir), cfg.patch, cfg.caltech_scale,
+                                        holdout=cfg.caltech_holdout)
             if photos:
                 self.sources.append(PatchSampler(photos, cfg.patch, True))
                 self.weights = [1 - cfg.caltech_fraction, cfg.caltech_fraction]

@@ -28,14 +28,35 @@ def load_patches(root: Path, min_side: int) -> list[np.ndarray]:
     return [a for a in out if min(a.shape[:2]) >= min_side]
 
 
-def load_caltech_train(root: Path, min_side: int, scale: float = 0.75,
-                       limit: int | None = None) -> list[np.ndarray]:
-    """Caltech-101 train-split photos, downscaled by `scale` (hides JPEG artefacts); photos whose
-    shorter side would fall under min_side are dropped. The val split is never read."""
-    rows = list(csv.DictReader(open(Path(root) / "labels.csv")))
-    rows = [r for r in rows if r["split"] == "train"]
-    if limit:
-        rows = rows[:limit]
+# Held-out Caltech-101 train photos (`caltech_holdout`) must fill a square this wide once
+# downscaled, whatever the run's patch size, so that every run holds out the same photos.
+CALTECH_HOLDOUT_SIDE = 192
+
+
+def caltech_train_split(root: Path, scale: float, holdout: int = 0
+                        ) -> tuple[list[dict], list[dict]]:
+    """The rows of Caltech-101's train split in labels.csv, as (trained on, held out): the
+    `holdout` held-out photos are spread evenly over the photos whose shorter side, scaled by
+    `scale`, is at least CALTECH_HOLDOUT_SIDE (the classes come in order, so every part of the
+    list gives some). The val split is never read."""
+    with open(Path(root) / "labels.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["split"] == "train"]
+    if not holdout:
+        return rows, []
+    big = []
+    for i, r in enumerate(rows):
+        with Image.open(Path(root) / r["relative_path"]) as im:  # reads the header only
+            if min(im.size) * scale >= CALTECH_HOLDOUT_SIDE:
+                big.append(i)
+    if holdout > len(big):
+        raise ValueError(f"caltech_holdout {holdout}: only {len(big)} Caltech-101 train photos "
+                         f"are large enough")
+    picked = {big[int((j + 0.5) * len(big) / holdout)] for j in range(holdout)}
+    return ([r for i, r in enumerate(rows) if i not in picked],
+            [r for i, r in enumerate(rows) if i in picked])
+
+
+def _load_scaled(root: Path, rows: list[dict], scale: float, min_side: int) -> list[np.ndarray]:
     out = []
     for r in rows:
         with Image.open(Path(root) / r["relative_path"]) as im:
@@ -46,6 +67,22 @@ def load_caltech_train(root: Path, min_side: int, scale: float = 0.75,
                 continue
             out.append(np.asarray(im.resize(size, Image.Resampling.LANCZOS)))
     return out
+
+
+def load_caltech_train(root: Path, min_side: int, scale: float = 0.75,
+                       limit: int | None = None, holdout: int = 0) -> list[np.ndarray]:
+    """Caltech-101 train-split photos, downscaled by `scale` (hides JPEG artefacts), except the
+    `holdout` held-out ones (caltech_train_split); photos whose shorter side would fall under
+    min_side are dropped. The val split is never read."""
+    rows = caltech_train_split(root, scale, holdout)[0]
+    return _load_scaled(root, rows[:limit] if limit else rows, scale, min_side)
+
+
+def load_caltech_held_out(root: Path, scale: float, holdout: int) -> list[np.ndarray]:
+    """The `holdout` held-out Caltech-101 train photos of a run with caltech_holdout =
+    `holdout` (never trained on), downscaled by `scale` like the trained ones."""
+    rows = caltech_train_split(root, scale, holdout)[1]
+    return _load_scaled(root, rows, scale, CALTECH_HOLDOUT_SIDE)
 
 
 def dataset_fingerprint(images: list[np.ndarray]) -> str:
