@@ -15,7 +15,8 @@ compare over the quality range they share. A few minutes on two cores; a Kodak e
 
 The patches are all textured (the set skipped crops of luma std under 10: no sky, no walls).
 `--caltech N` adds the N Caltech-101 train photos that a run with `caltech_holdout` N never
-trained on (downscaled by 0.75 as the trainer does, centre 192x192 crops), whose plain
+trained on (downscaled by the run's caltech_scale, `--caltech-scale`, default 0.75; centre
+192x192 crops), whose plain
 backgrounds the patches lack; the BD-rates are then over the mean points of both sets.
 """
 
@@ -101,6 +102,8 @@ def main() -> None:
     ap.add_argument("--caltech", type=int, default=0, metavar="N",
                     help="also the N held-out Caltech-101 train photos of caltech_holdout N")
     ap.add_argument("--caltech-dir", type=Path, default=Path(TrainConfig().caltech_dir))
+    ap.add_argument("--caltech-scale", type=float, default=TrainConfig().caltech_scale,
+                    help="the run's caltech_scale (default %(default)s): it picks the photos")
     held_out_arguments(ap, None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -108,7 +111,7 @@ def main() -> None:
     sets = {"patches": x}
     res = {"patches": f"{args.patches} (last {holdout}, 256x256)", "models": []}
     if args.caltech:
-        scale = TrainConfig().caltech_scale
+        scale = args.caltech_scale
         sets["caltech"] = held_out_caltech(args.caltech_dir, args.caltech, scale)
         res["caltech"] = (f"{args.caltech_dir} (caltech_holdout {args.caltech}, downscaled by "
                           f"{scale}, centre {CALTECH_HOLDOUT_SIDE}x{CALTECH_HOLDOUT_SIDE})")

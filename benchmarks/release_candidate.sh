@@ -47,10 +47,10 @@ mkdir -p "$WORK"
 stage "export $RUN and compare it on the held-out patches"
 "$CV" train export "$RUN/checkpoint.pt" -o "$WORK/candidate" --force
 # a run that mixed in Caltech-101 photos is checked on its held-out ones too
-CALTECH=$("$PY" -c "import json, sys; print(json.load(open(sys.argv[1])).get('caltech_holdout', 0))" \
-  "$RUN/train_config.json")
+read -r CALTECH SCALE < <("$PY" -c "import json, sys; c = json.load(open(sys.argv[1]))
+print(c.get('caltech_holdout', 0), c.get('caltech_scale', 0.75))" "$RUN/train_config.json")
 "$PY" benchmarks/heldout_anchors.py "$SHIPPED" "$WORK/candidate" --caltech "$CALTECH" \
-  --out "$WORK/heldout.json"
+  --caltech-scale "$SCALE" --out "$WORK/heldout.json"
 ahead_held_out "$WORK/heldout.json" || restore
 
 stage "Kodak, the candidate alone, against the shipped model"
