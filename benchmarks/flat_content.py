@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +27,9 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 from capacity_probe import write_json  # noqa: E402
+from readme_results import _fmt  # noqa: E402
 
-from codedvision.evaluate.bdrate import bd_rate  # noqa: E402
+from codedvision.evaluate.summary import average_points, bd_rate_entry  # noqa: E402
 
 BLOCK = 16
 FLAT_STD = 10.0  # the training patches' own threshold
@@ -46,16 +46,17 @@ def flat_share(path: Path, block: int = BLOCK, flat_std: float = FLAT_STD) -> fl
 
 
 def per_image_bd_rates(results: dict, test: str = "codedvision") -> dict[str, dict]:
-    """{image: {metric: BD-rate of `test` against the run's anchor on that image}}."""
-    curves: dict = defaultdict(lambda: defaultdict(list))
-    for p in results["points"]:
-        curves[p["image"]][p["codec"]].append(p)
+    """{image: {metric: BD-rate of `test` against the run's anchor on that image}}, each image's
+    curves made as the evaluation makes its averaged ones (summary.average_points)."""
+    anchor = results["anchor"]
+    settings = {c: [a["setting"] for a in results["averages"][c]] for c in (anchor, test)}
     out = {}
-    for image, codecs in sorted(curves.items()):
-        a = sorted(codecs[results["anchor"]], key=lambda p: p["bpp"])
-        t = sorted(codecs[test], key=lambda p: p["bpp"])
-        out[image] = {m: bd_rate([p["bpp"] for p in a], [p.get(m) for p in a],
-                                 [p["bpp"] for p in t], [p.get(m) for p in t]) for m in METRICS}
+    for image in sorted({p["image"] for p in results["points"]}):
+        curves = {c: average_points([p for p in results["points"]
+                                     if p["image"] == image and p["codec"] == c], s)
+                  for c, s in settings.items()}
+        out[image] = {m: bd_rate_entry(curves[anchor], curves[test], m)["bd_rate"]
+                      for m in METRICS}
     return out
 
 
@@ -93,9 +94,8 @@ def main() -> None:
            "images": rows}
     for r in rows:
         print(f"{r['image']:<24} flat {r['flat_share']:.2f}  BD-rate PSNR "
-              f"{r['bd_rate_psnr']:+.1f}%  MS-SSIM {r['bd_rate_ms_ssim_db']:+.1f}%"
-              if r["bd_rate_psnr"] is not None and r["bd_rate_ms_ssim_db"] is not None
-              else f"{r['image']:<24} flat {r['flat_share']:.2f}  BD-rate n/a")
+              f"{_fmt(r['bd_rate_psnr'], '+.1f')}%  "
+              f"MS-SSIM {_fmt(r['bd_rate_ms_ssim_db'], '+.1f')}%")
     print("correlation of the flat share with the BD-rate:", res["correlation"])
     out = args.out or HERE / "results" / f"flat_content_{args.results_dir.name}.json"
     write_json(out, res)

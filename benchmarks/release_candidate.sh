@@ -48,7 +48,7 @@ stage "export $RUN and compare it on the held-out patches"
 "$CV" train export "$RUN/checkpoint.pt" -o "$WORK/candidate" --force
 # a run that mixed in Caltech-101 photos is checked on its held-out ones too
 read -r CALTECH SCALE < <("$PY" -c "import json, sys; c = json.load(open(sys.argv[1]))
-print(c.get('caltech_holdout', 0), c.get('caltech_scale', 0.75))" "$RUN/train_config.json")
+print(c.get('caltech_holdout', 0), c['caltech_scale'])" "$RUN/train_config.json")
 "$PY" benchmarks/heldout_anchors.py "$SHIPPED" "$WORK/candidate" --caltech "$CALTECH" \
   --caltech-scale "$SCALE" --out "$WORK/heldout.json"
 ahead_held_out "$WORK/heldout.json" || restore

@@ -381,8 +381,12 @@ def test_flat_content_counts_flat_blocks_and_bd_rates_per_image(tmp_path, load_b
     flat[:16, :16] = np.random.RandomState(0).randint(0, 255, (16, 16, 3))  # 1 busy block of 6
     Image.fromarray(flat).save(tmp_path / "a.png")
     assert bench.flat_share(tmp_path / "a.png") == pytest.approx(5 / 6)
-    pts = [{"image": "a.png", "codec": c, "bpp": b * f, "psnr": q, "ms_ssim_db": q / 3}
-           for c, f in (("hevc", 1.0), ("codedvision", 1.5)) for b, q in ((0.5, 30), (1, 33), (2, 36))]
-    bd = bench.per_image_bd_rates({"anchor": "hevc", "points": pts})
+    curves = {c: [(s, b * f, q) for s, (b, q) in enumerate(((0.5, 30), (1, 33), (2, 36)))]
+              for c, f in (("hevc", 1.0), ("codedvision", 1.5))}
+    pts = [{"image": "a.png", "codec": c, "setting": s, "bpp": b, "psnr": q,
+            "ms_ssim": 1 - 10 ** (-q / 30), "encode_s": 0.1, "decode_s": 0.1}
+           for c, curve in curves.items() for s, b, q in curve]
+    averages = {c: [{"setting": s} for s, _, _ in curve] for c, curve in curves.items()}
+    bd = bench.per_image_bd_rates({"anchor": "hevc", "points": pts, "averages": averages})
     assert bd["a.png"]["psnr"] == pytest.approx(50.0, abs=0.5)
     assert bd["a.png"]["ms_ssim_db"] == pytest.approx(50.0, abs=0.5)
