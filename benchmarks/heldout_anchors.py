@@ -17,7 +17,8 @@ The patches are all textured (the set skipped crops of luma std under 10: no sky
 `--caltech N` adds the N Caltech-101 train photos that a run with `caltech_holdout` N never
 trained on (downscaled by the run's caltech_scale, `--caltech-scale`, default 0.75; centre
 192x192 crops), whose plain
-backgrounds the patches lack; the BD-rates are then over the mean points of both sets.
+backgrounds the patches lack; the BD-rates are then over the mean points of both sets, and
+each set's own BD-rates are written beside them (`bd_rate_vs_first_by_set`).
 """
 
 from __future__ import annotations
@@ -80,6 +81,17 @@ def mean_points(sets: list[list[dict]], sizes: list[int]) -> list[dict]:
             for rows in zip(*sets)]
 
 
+def bd_rates(ref: list[dict], points: list[dict]) -> dict[str, float | None]:
+    """{metric: BD-rate (%) of `points` against `ref`}, over the quality range they share."""
+    return {m: bd_rate([p["bpp"] for p in ref], [p[m] for p in ref],
+                       [p["bpp"] for p in points], [p[m] for p in points])
+            for m in METRICS}
+
+
+def _fmt_bd(d: dict) -> str:
+    return ", ".join(f"{m} {v:+.1f}%" if v is not None else f"{m} n/a" for m, v in d.items())
+
+
 def models_of(path, raw_too: bool = False) -> list[tuple]:
     """(model, description) for a release folder or checkpoint; with raw_too, a checkpoint
     that keeps a moving average gives its training weights as a second model, from the same
@@ -128,14 +140,14 @@ def main() -> None:
             print(f"  anchor {p['anchor']} lambda {p['lambda']:<9} {p['bpp']:.4f} bpp "
                   f"{p['psnr']:.2f} dB  MS-SSIM {p['ms_ssim_db']:.2f} dB")
         if res["models"]:
-            ref = res["models"][0]["points"]
-            entry["bd_rate_vs_first"] = {
-                m: bd_rate([p["bpp"] for p in ref], [p[m] for p in ref],
-                           [p["bpp"] for p in points], [p[m] for p in points])
-                for m in METRICS}
-            print("  BD-rate against", res["models"][0]["model"] + ":",
-                  ", ".join(f"{m} {v:+.1f}%" if v is not None else f"{m} n/a"
-                            for m, v in entry["bd_rate_vs_first"].items()))
+            first = res["models"][0]
+            entry["bd_rate_vs_first"] = bd_rates(first["points"], points)
+            print("  BD-rate against", first["model"] + ":", _fmt_bd(entry["bd_rate_vs_first"]))
+            if len(sets) > 1:  # each set alone too: where a change gained or lost
+                entry["bd_rate_vs_first_by_set"] = {
+                    k: bd_rates(first["points_by_set"][k], by_set[k]) for k in by_set}
+                for k, d in entry["bd_rate_vs_first_by_set"].items():
+                    print(f"    {k} alone: {_fmt_bd(d)}")
         res["models"].append(entry)
     if args.out:
         write_json(args.out, res)

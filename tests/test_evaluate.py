@@ -390,3 +390,24 @@ def test_flat_content_counts_flat_blocks_and_bd_rates_per_image(tmp_path, load_b
     bd = bench.per_image_bd_rates({"anchor": "hevc", "points": pts, "averages": averages})
     assert bd["a.png"]["psnr"] == pytest.approx(50.0, abs=0.5)
     assert bd["a.png"]["ms_ssim_db"] == pytest.approx(50.0, abs=0.5)
+
+
+def test_flat_content_reports_each_images_change_from_an_earlier_model(load_benchmark):
+    bench = load_benchmark("flat_content")
+
+    def rows(psnr):
+        return [{"image": f"{i}.png", "flat_share": share, "bd_rate_psnr": v,
+                 "bd_rate_ms_ssim_db": None if i == 2 else -v}
+                for i, (share, v) in enumerate(zip((0.1, 0.5, 0.9), psnr))]
+
+    new, old = rows([20.0, 30.0, 40.0]), {"codec": "old", "images": rows([21.0, 33.0, 46.0])}
+    summary = bench.changes(new, old)
+    assert [r["change_psnr"] for r in new] == [-1.0, -3.0, -6.0]
+    assert [r["change_ms_ssim_db"] for r in new] == [1.0, 3.0, None]  # no BD-rate: no change
+    assert summary["codec"] == "old" and summary["images_per_third"] == 1
+    assert summary["psnr"]["flattest_third"] == -6.0
+    assert summary["psnr"]["least_flat_third"] == -1.0
+    assert summary["psnr"]["correlation"] < -0.9  # the flatter, the more it gained
+    assert summary["ms_ssim_db"]["flattest_third"] is None
+    with pytest.raises(ValueError, match="no 2.png"):
+        bench.changes(new, {"images": old["images"][:2]})

@@ -751,6 +751,16 @@ def test_the_trainer_leaves_the_held_out_caltech_photos_out(patch_dir, tmp_path)
     assert len(t.sources[1].images) == 3
 
 
+def test_heldout_anchors_bd_rates_of_fewer_bits_at_every_quality(load_benchmark):
+    bench = load_benchmark("heldout_anchors")
+    ref = [{"bpp": b, "psnr": q, "ms_ssim_db": q / 2} for b, q in ((0.2, 30), (0.5, 33),
+                                                                   (1.0, 36), (2.0, 39))]
+    cheaper = [{**p, "bpp": p["bpp"] * 0.9} for p in ref]
+    d = bench.bd_rates(ref, cheaper)
+    assert set(d) == set(bench.METRICS)
+    assert all(v == pytest.approx(-10.0, abs=0.1) for v in d.values())
+
+
 def test_heldout_anchors_merges_image_sets_by_their_sizes(load_benchmark):
     bench = load_benchmark("heldout_anchors")
     a = [{"anchor": 0, "lambda": 0.1, "bpp": 1.0, "psnr": 30.0, "ms_ssim_db": 10.0}]
