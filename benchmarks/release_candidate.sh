@@ -15,8 +15,8 @@
 #   2. Kodak, real files: the same (benchmarks/compare_releases.py).
 # Then: the full Kodak evaluation and its figures in the manifest, the fMaps head retrained for
 # the new fMaps, the vision check, the Caltech val photos, per-image flat content (and its change
-# from the shipped model), the BD-rate re-check, speed, refinement, capacity, coding overhead
-# and the README's Results section. Nothing is committed:
+# from the shipped model), the rate gap to HEVC per quality, the BD-rate re-check, speed,
+# refinement, capacity, coding overhead and the README's Results section. Nothing is committed:
 # read `git diff`, update the README's prose and docs/experiments.md, then commit.
 # Run it alone on the machine: it times the codec.
 set -euo pipefail
@@ -86,13 +86,15 @@ rm -rf "$WORK/caltech_val"
 "$CV" evaluate --images "$WORK/caltech_val" --out results/caltech_val \
   --codecs codedvision,hevc,avif,jpeg --jobs 2
 
-stage "flat content: each image's BD-rate against HEVC, and its change from the shipped model"
+stage "flat content per image (and its change from the shipped model), rate gap per quality"
 for SET in kodak caltech_val; do
   git show "HEAD:benchmarks/results/flat_content_$SET.json" > "$WORK/flat_content_$SET.json"
 done
 "$PY" benchmarks/flat_content.py --against "$WORK/flat_content_kodak.json"
 "$PY" benchmarks/flat_content.py results/caltech_val --images "$WORK/caltech_val" \
   --against "$WORK/flat_content_caltech_val.json"
+"$PY" benchmarks/rate_gap.py
+"$PY" benchmarks/rate_gap.py results/caltech_val
 
 stage "BD-rate re-check, speed, refinement, capacity, coding overhead"
 "$PY" benchmarks/verify_bdrate.py results/kodak

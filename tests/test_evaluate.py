@@ -411,3 +411,22 @@ def test_flat_content_reports_each_images_change_from_an_earlier_model(load_benc
     assert summary["ms_ssim_db"]["flattest_third"] is None
     with pytest.raises(ValueError, match="no 2.png"):
         bench.changes(new, {"images": old["images"][:2]})
+
+
+def test_rate_gap_reads_the_anchors_rate_at_each_settings_quality(load_benchmark):
+    bench = load_benchmark("rate_gap")
+
+    def averages(points):
+        return [{"setting": s, "bpp": b, "bpp_ms_ssim": b, "psnr": q, "ms_ssim_db": q / 2}
+                for s, (b, q) in enumerate(points)]
+
+    anchor = averages([(0.2, 30.0), (0.4, 33.0), (0.8, 36.0), (1.6, 39.0)])
+    # the anchor's own points at 1.5x the rate, one below its range, one halfway in log-rate
+    test = averages([(0.1, 28.0), (0.3, 30.0), (1.2, 36.0), (0.8 * 2 ** 0.5, 37.5)])
+    rows = bench.rate_gaps(anchor, test, "psnr")
+    assert [r["setting"] for r in rows] == [0, 1, 2, 3]
+    assert rows[0]["anchor_bpp"] is None and rows[0]["extra_rate_percent"] is None
+    assert rows[1]["extra_rate_percent"] == pytest.approx(50.0)
+    assert rows[2]["extra_rate_percent"] == pytest.approx(50.0)
+    assert rows[3]["anchor_bpp"] == pytest.approx(0.8 * 2 ** 0.5, rel=0.01)
+    assert bench.rate_gaps(anchor, test, "ms_ssim_db")[2]["extra_rate_percent"] == pytest.approx(50.0)
