@@ -3,10 +3,11 @@
     python benchmarks/readme_results.py            # rewrites README.md between the markers
 
 Reads results/kodak/results.json (from `codedvision evaluate`), results/caltech_val/results.json
-(if present), benchmarks/results/codec_speed.json (and codec_speed_float32.json if present),
-benchmarks/results/train_throughput.json, benchmarks/results/refine_gain*.json (if present),
-results/vision/vision_benchmark.json and results/vision/table1.json (if present) and the shipped
-model's manifest. Numbers are printed as measured; nothing is typed by hand.
+(if present) and their benchmarks/results/rate_gap_*.json, benchmarks/results/codec_speed.json
+(and codec_speed_float32.json if present), benchmarks/results/train_throughput.json,
+benchmarks/results/refine_gain*.json (if present), results/vision/vision_benchmark.json and
+results/vision/table1.json (if present) and the shipped model's manifest. Numbers are printed
+as measured; nothing is typed by hand.
 """
 
 from __future__ import annotations
@@ -60,10 +61,27 @@ def rd_section(res: dict, folder: str, title: str) -> list[str]:
             f"| {_fmt(t.get('encode_s'), '.3f')} / {_fmt(t.get('decode_s'), '.3f')} |")
     lines += ["", "A negative BD-rate means fewer bits than HEVC intra 4:4:4 (pillow-heif, x265, fixed QP) "
               "for the same quality, over the quality range both curves cover (n/a: no overlap).", ""]
+    lines += gap_section(_load(f"benchmarks/results/rate_gap_{Path(folder).name}.json"))
     lines += [f"![RD PSNR]({folder}/rd_psnr.png) ![RD MS-SSIM]({folder}/rd_msssim.png)", ""]
     if (ROOT / folder / "side_by_side.png").exists():
         lines += [f"Side by side at a matched rate: [{folder}/side_by_side.png]({folder}/side_by_side.png)", ""]
     return lines
+
+
+def gap_section(gap: dict | None) -> list[str]:
+    """The per-quality split of codedvision's BD-rate (benchmarks/rate_gap.py), if measured."""
+    if not gap:
+        return []
+    rows = gap["settings"]
+    settings = [r["setting"] for r in rows["psnr"]]
+    return [f"Where the bits go (`benchmarks/rate_gap.py`, {gap['codec']}): the extra rate over "
+            f"{gap['anchor'].upper()} at the same quality, at each quality setting "
+            "(n/a: outside HEVC's range).", "",
+            "| quality | " + " | ".join(str(q) for q in settings) + " |",
+            "|---|" + "---|" * len(settings),
+            *(f"| at equal {label} | "
+              + " | ".join(_pct(r["extra_rate_percent"]) for r in rows[m]) + " |"
+              for m, label in (("psnr", "PSNR"), ("ms_ssim_db", "MS-SSIM"))), ""]
 
 
 def _warm_start(training: dict) -> str:

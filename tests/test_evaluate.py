@@ -430,3 +430,17 @@ def test_rate_gap_reads_the_anchors_rate_at_each_settings_quality(load_benchmark
     assert rows[2]["extra_rate_percent"] == pytest.approx(50.0)
     assert rows[3]["anchor_bpp"] == pytest.approx(0.8 * 2 ** 0.5, rel=0.01)
     assert bench.rate_gaps(anchor, test, "ms_ssim_db")[2]["extra_rate_percent"] == pytest.approx(50.0)
+
+
+def test_readme_results_tabulates_the_rate_gap_per_quality(load_benchmark):
+    bench = load_benchmark("readme_results")
+    assert bench.gap_section(None) == []
+    gap = {"codec": "codedvision x", "anchor": "hevc", "settings": {
+        "psnr": [{"setting": 0, "extra_rate_percent": None},
+                 {"setting": 50, "extra_rate_percent": 12.34}],
+        "ms_ssim_db": [{"setting": 0, "extra_rate_percent": -20.0},
+                       {"setting": 50, "extra_rate_percent": None}]}}
+    lines = bench.gap_section(gap)
+    assert "| quality | 0 | 50 |" in lines
+    assert "| at equal PSNR | n/a | +12.3% |" in lines
+    assert "| at equal MS-SSIM | -20.0% | n/a |" in lines
