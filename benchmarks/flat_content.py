@@ -115,10 +115,9 @@ def main() -> None:
         old = json.loads(args.against.read_text()) if args.against else None
         bd = per_image_bd_rates(results)
         shares = {im: flat_share(args.images / im) for im in bd}
+        model = results["codecs"]["codedvision"]["version"]
     except (OSError, ValueError, KeyError) as e:
         sys.exit(f"error: {e}")
-    model = next((p["codec_version"] for p in results["points"] if p["codec"] == "codedvision"),
-                 "codedvision")
     rows = [{"image": im, "flat_share": round(shares[im], 3),
              **{f"bd_rate_{m}": None if v is None else round(v, 1) for m, v in bd[im].items()}}
             for im in bd]

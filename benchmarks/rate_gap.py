@@ -78,13 +78,12 @@ def main() -> None:
         results = json.loads((args.results_dir / "results.json").read_text())
         anchor = results["anchor"]
         curves = {c: results["averages"][c] for c in (anchor, args.codec)}
+        version = results["codecs"][args.codec]["version"]
     except (OSError, ValueError) as e:
         sys.exit(f"error: {args.results_dir}: {e}")
     except KeyError as e:
         sys.exit(f"error: {args.results_dir}/results.json has no {e} (codecs there: "
                  f"{', '.join(results.get('averages', {})) or 'none'})")
-    version = next((p["codec_version"] for p in results["points"] if p["codec"] == args.codec),
-                   args.codec)
     res = {"benchmark": __doc__.split("\n")[0], "results": str(args.results_dir),
            "codec": version, "anchor": anchor, "images": len(results["images"]),
            "bd_rate": {m: results["bd_rate"].get(args.codec, {}).get(m, {}).get("bd_rate")

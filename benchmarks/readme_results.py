@@ -76,7 +76,7 @@ def gap_section(gap: dict | None) -> list[str]:
     settings = [r["setting"] for r in rows["psnr"]]
     return [f"Where the bits go (`benchmarks/rate_gap.py`, {gap['codec']}): the extra rate over "
             f"{gap['anchor'].upper()} at the same quality, at each quality setting "
-            "(n/a: outside HEVC's range).", "",
+            f"(n/a: outside {gap['anchor'].upper()}'s range).", "",
             "| quality | " + " | ".join(str(q) for q in settings) + " |",
             "|---|" + "---|" * len(settings),
             *(f"| at equal {label} | "
