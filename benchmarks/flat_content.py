@@ -50,6 +50,15 @@ def flat_share(path: Path, block: int = BLOCK, flat_std: float = FLAT_STD) -> fl
     return float((tiles < flat_std).mean())
 
 
+def _shown(path: Path) -> str:
+    """A path as the JSON records it: relative to the repository when inside it, so the
+    committed result does not depend on where the clone lives."""
+    try:
+        return str(path.resolve().relative_to(HERE.parent))
+    except ValueError:
+        return str(path)
+
+
 def per_image_bd_rates(results: dict, test: str = "codedvision") -> dict[str, dict]:
     """{image: {metric: BD-rate of `test` against the run's anchor on that image}}, each image's
     curves made as the evaluation makes its averaged ones (summary.average_points)."""
@@ -122,7 +131,7 @@ def main() -> None:
              **{f"bd_rate_{m}": None if v is None else round(v, 1) for m, v in bd[im].items()}}
             for im in bd]
     rows.sort(key=lambda r: r["flat_share"])
-    res = {"benchmark": __doc__.split("\n")[0], "results": str(args.results_dir),
+    res = {"benchmark": __doc__.split("\n")[0], "results": _shown(args.results_dir),
            "codec": model, "anchor": results["anchor"], "block": BLOCK, "flat_std": FLAT_STD,
            "correlation": {m: correlation([r["flat_share"] for r in rows],
                                           [r[f"bd_rate_{m}"] for r in rows]) for m in METRICS},
