@@ -32,7 +32,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 from capacity_probe import write_json  # noqa: E402
-from readme_results import _fmt  # noqa: E402
+from readme_results import _fmt, repo_path  # noqa: E402
 
 from codedvision.evaluate.summary import average_points, bd_rate_entry  # noqa: E402
 
@@ -48,15 +48,6 @@ def flat_share(path: Path, block: int = BLOCK, flat_std: float = FLAT_STD) -> fl
     h, w = y.shape[0] // block * block, y.shape[1] // block * block
     tiles = y[:h, :w].reshape(h // block, block, w // block, block).std(axis=(1, 3))
     return float((tiles < flat_std).mean())
-
-
-def _shown(path: Path) -> str:
-    """A path as the JSON records it: relative to the repository when inside it, so the
-    committed result does not depend on where the clone lives."""
-    try:
-        return str(path.resolve().relative_to(HERE.parent))
-    except ValueError:
-        return str(path)
 
 
 def per_image_bd_rates(results: dict, test: str = "codedvision") -> dict[str, dict]:
@@ -131,7 +122,7 @@ def main() -> None:
              **{f"bd_rate_{m}": None if v is None else round(v, 1) for m, v in bd[im].items()}}
             for im in bd]
     rows.sort(key=lambda r: r["flat_share"])
-    res = {"benchmark": __doc__.split("\n")[0], "results": _shown(args.results_dir),
+    res = {"benchmark": __doc__.split("\n")[0], "results": repo_path(args.results_dir),
            "codec": model, "anchor": results["anchor"], "block": BLOCK, "flat_std": FLAT_STD,
            "correlation": {m: correlation([r["flat_share"] for r in rows],
                                           [r[f"bd_rate_{m}"] for r in rows]) for m in METRICS},

@@ -29,7 +29,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 from capacity_probe import write_json  # noqa: E402
-from readme_results import _fmt  # noqa: E402
+from readme_results import _fmt, repo_path  # noqa: E402
 
 from codedvision.evaluate.bdrate import clean_curve  # noqa: E402
 from codedvision.evaluate.summary import curve  # noqa: E402
@@ -84,8 +84,8 @@ def main() -> None:
     except KeyError as e:
         sys.exit(f"error: {args.results_dir}/results.json has no {e} (codecs there: "
                  f"{', '.join(results.get('averages', {})) or 'none'})")
-    res = {"benchmark": __doc__.split("\n")[0], "results": str(args.results_dir),
-           "codec": version, "anchor": anchor, "images": len(results["images"]),
+    res = {"benchmark": __doc__.split("\n")[0], "results": repo_path(args.results_dir),
+           "codec": version, "label": results["codecs"][args.codec]["label"], "anchor": anchor, "images": len(results["images"]),
            "bd_rate": {m: results["bd_rate"].get(args.codec, {}).get(m, {}).get("bd_rate")
                        for m in METRICS},
            "settings": {m: rate_gaps(curves[anchor], curves[args.codec], m) for m in METRICS}}

@@ -444,3 +444,12 @@ def test_readme_results_tabulates_the_rate_gap_per_quality(load_benchmark):
     assert "| quality | 0 | 50 |" in lines
     assert "| at equal PSNR | n/a | +12.3% |" in lines
     assert "| at equal MS-SSIM | -20.0% | n/a |" in lines
+
+
+def test_readme_results_says_when_a_committed_run_measured_another_model(load_benchmark):
+    bench = load_benchmark("readme_results")
+    res = {"codecs": {"codedvision": {"version": "codedvision 0.1.0, model aaaa1111, bf16"}}}
+    assert bench._stale_note(res, "aaaa1111") == []
+    assert bench._stale_note(res, None) == []
+    note = bench._stale_note(res, "bbbb2222")
+    assert "model aaaa1111" in note[0] and "`bbbb2222`" in note[0]
