@@ -111,6 +111,7 @@ if [[ ${KODAK_REFINE:-1} != 0 ]]; then
   "$CV" evaluate --images "$KODAK" --out results/kodak_refine --jobs 2 \
     --codecs codedvision,codedvision-refine,hevc
   "$PY" benchmarks/rate_gap.py results/kodak_refine --codec codedvision-refine
+  "$PY" benchmarks/verify_bdrate.py results/kodak_refine
 fi
 "$PY" benchmarks/readme_results.py > /dev/null
 

@@ -8,9 +8,9 @@ without importing anything from codedvision.evaluate or codedvision.metrics:
 1. Every point in RESULTS_DIR/results.json is re-measured from its cached encoded file: the
    size on disk gives the rate (8 * bytes / pixels, pixels from the original image read here);
    the file is decoded here (Pillow for JPEG, JPEG 2000, WebP and AVIF; pillow_heif for HEVC;
-   pillow-jxl-plugin for JPEG XL; codedvision.load().decode for codedvision; VVC is not
-   re-measured and its points are taken from results.json, marked as such); PSNR is computed
-   here with numpy over 8-bit RGB, all channels, 10 * log10(255^2 / MSE); MS-SSIM with
+   pillow-jxl-plugin for JPEG XL; codedvision.load().decode for codedvision, refined or not;
+   VVC is not re-measured and its points are taken from results.json, marked as such); PSNR
+   is computed here with numpy over 8-bit RGB, all channels, 10 * log10(255^2 / MSE); MS-SSIM with
    pytorch_msssim (data_range=255) on images whose shorter side is > 160 px.
    Each bpp must equal the harness's exactly, each PSNR and MS-SSIM (dB) within 0.01 dB.
 2. Points are averaged per (codec, setting) the way the harness documents it: mean bpp and
@@ -98,7 +98,7 @@ class Decoders:
             import pillow_jxl  # noqa: F401  (registers JXL with Pillow)
 
             return _pillow_open(data)
-        if codec == "codedvision":
+        if codec in ("codedvision", "codedvision-refine"):  # the same decoder and format
             if self._codedvision is None:
                 import codedvision
 
@@ -477,25 +477,26 @@ def print_tables(points: list, averages: dict, bd_rows: list, tolerance: float) 
         if not r.get("remeasured") and r.get("note"):
             print(f"  not re-measured: {r['codec']} {r['setting']:g} {r['image']}: {r['note']}")
     print()
+    w = max([12, *map(len, averages)])  # the codec column fits the longest name
     print("averaged points (re-measured):")
-    print(f"  {'codec':<12} {'setting':>8} {'bpp':>9} {'PSNR':>8} {'bpp(MS)':>9} "
+    print(f"  {'codec':<{w}} {'setting':>8} {'bpp':>9} {'PSNR':>8} {'bpp(MS)':>9} "
           f"{'MS-SSIM dB':>10}")
     for codec, avgs in averages.items():
         for a in avgs:
-            print(f"  {codec:<12} {a['setting']:>8g} {_fmt(a['bpp'], '.4f'):>9} "
+            print(f"  {codec:<{w}} {a['setting']:>8g} {_fmt(a['bpp'], '.4f'):>9} "
                   f"{_fmt(a['psnr'], '.3f'):>8} {_fmt(a['bpp_ms_ssim'], '.4f'):>9} "
                   f"{_fmt(a['ms_ssim_db'], '.3f'):>10}")
     print()
     print(f"BD-rate (%) against the anchor; agree = Akima and PCHIP within {tolerance} points (cubic shown only) "
           "of the harness")
-    head = (f"  {'codec':<12} {'metric':<10} {'harness':>8} {'cubic':>8} {'pchip':>8} "
+    head = (f"  {'codec':<{w}} {'metric':<10} {'harness':>8} {'cubic':>8} {'pchip':>8} "
             f"{'akima*':>8} {'d cubic':>8} {'d pchip':>8} {'d akima':>8} {'deg':>3}  agree")
     print(head)
     for r in bd_rows:
         d = r["diff_vs_harness"]
         agree = "n/a" if r["agree"] is None else ("yes" if r["agree"] else "NO")
         mark = "" if r["remeasured"] else "  (harness points, not re-measured)"
-        print(f"  {r['codec']:<12} {r['metric']:<10} {_fmt(r['harness']):>8} "
+        print(f"  {r['codec']:<{w}} {r['metric']:<10} {_fmt(r['harness']):>8} "
               f"{_fmt(r['classic_cubic']):>8} {_fmt(r['pchip']):>8} {_fmt(r['akima_own']):>8} "
               f"{_fmt(d['classic_cubic']):>8} {_fmt(d['pchip']):>8} {_fmt(d['akima_own']):>8} "
               f"{r['fit_degree'] if r['fit_degree'] is not None else '-':>3}  {agree}{mark}")
