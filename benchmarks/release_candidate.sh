@@ -86,7 +86,7 @@ stage "Caltech-101 val photos (not tuned on)"
 rm -rf "$WORK/caltech_val"
 "$PY" benchmarks/caltech_val_set.py "$WORK/caltech_val"
 "$CV" evaluate --images "$WORK/caltech_val" --out results/caltech_val \
-  --codecs codedvision,hevc,avif,jpeg --jobs 2
+  --codecs codedvision,codedvision-refine,hevc,avif,jpeg --jobs 2
 
 stage "flat content per image (and its change from the shipped model), rate gap per quality"
 for SET in kodak caltech_val; do
