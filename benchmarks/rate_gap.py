@@ -79,13 +79,14 @@ def main() -> None:
         anchor = results["anchor"]
         curves = {c: results["averages"][c] for c in (anchor, args.codec)}
         version = results["codecs"][args.codec]["version"]
+        label = results["codecs"][args.codec]["label"]
     except (OSError, ValueError) as e:
         sys.exit(f"error: {args.results_dir}: {e}")
     except KeyError as e:
         sys.exit(f"error: {args.results_dir}/results.json has no {e} (codecs there: "
                  f"{', '.join(results.get('averages', {})) or 'none'})")
     res = {"benchmark": __doc__.split("\n")[0], "results": repo_path(args.results_dir),
-           "codec": version, "label": results["codecs"][args.codec]["label"], "anchor": anchor, "images": len(results["images"]),
+           "codec": version, "label": label, "anchor": anchor, "images": len(results["images"]),
            "bd_rate": {m: results["bd_rate"].get(args.codec, {}).get(m, {}).get("bd_rate")
                        for m in METRICS},
            "settings": {m: rate_gaps(curves[anchor], curves[args.codec], m) for m in METRICS}}

@@ -3,8 +3,8 @@
     python benchmarks/readme_results.py            # rewrites README.md between the markers
 
 Reads results/kodak/results.json (from `codedvision evaluate`), results/caltech_val/results.json
-and results/kodak_refine/results.json (if present) and their benchmarks/results/rate_gap_*.json, benchmarks/results/codec_speed.json
-(and codec_speed_float32.json if present), benchmarks/results/train_throughput.json,
+and results/kodak_refine/results.json (if present) and their benchmarks/results/rate_gap_*.json,
+benchmarks/results/codec_speed.json (and codec_speed_float32.json if present), benchmarks/results/train_throughput.json,
 benchmarks/results/refine_gain*.json (if present), results/vision/vision_benchmark.json and
 results/vision/table1.json (if present) and the shipped model's manifest. Numbers are printed
 as measured; nothing is typed by hand.
@@ -21,9 +21,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from codedvision.config import ModelConfig  # noqa: E402
+from codedvision.evaluate.codecs.learned import measured_model  # noqa: E402
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 # the committed `codedvision evaluate` runs, in the README's order; kodak_refine is the slow
-# opt-in codedvision-refine beside the plain codec and HEVC (not re-run by release_candidate.sh)
+# opt-in codedvision-refine beside the plain codec and HEVC (release_candidate.sh skips it with
+# KODAK_REFINE=0, and its table then says which model it measured)
 RD_RUNS = (("results/kodak", "Kodak (24 images)"),
            ("results/caltech_val", "Caltech-101 val photos (not tuned on)"),
            ("results/kodak_refine", "Kodak with encoder-side refinement (`--refine 20`)"))
@@ -54,7 +56,7 @@ def _pct(v) -> str:
 def _stale_note(res: dict, model_id: str | None) -> list[str]:
     """A line saying so when a committed run measured another model than the shipped one."""
     version = res.get("codecs", {}).get("codedvision", {}).get("version", "")
-    if not model_id or f"model {model_id}" in version:
+    if not model_id or measured_model(version) == model_id:
         return []
     return [f"Measured with an earlier model ({version}), not yet re-run for `{model_id}`.", ""]
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Replace the shipped default model with a training run's moving average when it is better, and
-# re-measure everything that depends on it (about an hour and a half on the 2-core machine).
+# re-measure everything that depends on it (about 70 minutes on the 2-core machine, half of it
+# the Kodak run with --refine 20).
 #
 #   benchmarks/release_candidate.sh RUN NAME [WORK]
 #
@@ -23,7 +24,7 @@
 # Run it alone on the machine: it times the codec.
 set -euo pipefail
 if [[ $# -lt 2 || $# -gt 3 || "$1" == -* ]]; then
-  sed -n '5,9p' "$0" | cut -c3- >&2
+  sed -n '6,10p' "$0" | cut -c3- >&2
   exit 2
 fi
 RUN=$(realpath "$1"); NAME=$2; WORK=$(realpath -m "${3:-${TMPDIR:-/tmp}/codedvision-release}")

@@ -15,6 +15,7 @@ import json
 import sys
 from pathlib import Path
 
+from codedvision.evaluate.codecs.learned import measured_model
 from codedvision.release import DEFAULT_MODEL_DIR, MANIFEST, WEIGHTS, model_id, write_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,7 +28,7 @@ def main() -> int:
     res = json.loads((ROOT / src).read_text())
     shipped = model_id(DEFAULT_MODEL_DIR / WEIGHTS).hex()
     version = res["codecs"]["codedvision"]["version"]
-    if f"model {shipped}" not in [part.strip() for part in version.split(",")]:
+    if measured_model(version) != shipped:
         print(f"error: {src} is for '{version}', the shipped model is {shipped}", file=sys.stderr)
         return 1
     manifest = json.loads((DEFAULT_MODEL_DIR / MANIFEST).read_text())

@@ -453,3 +453,10 @@ def test_readme_results_says_when_a_committed_run_measured_another_model(load_be
     assert bench._stale_note(res, None) == []
     note = bench._stale_note(res, "bbbb2222")
     assert "model aaaa1111" in note[0] and "`bbbb2222`" in note[0]
+
+
+def test_measured_model_reads_the_model_id_from_a_codec_version():
+    from codedvision.evaluate.codecs.learned import measured_model
+
+    assert measured_model("codedvision 0.1.0, model faa3be26, bf16 transforms") == "faa3be26"
+    assert measured_model("libx265 3.5") is None

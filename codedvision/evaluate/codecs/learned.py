@@ -19,6 +19,15 @@ def _package():
     return importlib.import_module("codedvision")
 
 
+def measured_model(version: str) -> str | None:
+    """The model id in a version string that CodedVisionCodec.version() wrote (e.g. a committed
+    results.json's), or None when it names none."""
+    for part in version.split(","):
+        if part.strip().startswith("model "):
+            return part.strip()[len("model "):]
+    return None
+
+
 class CodedVisionCodec(ImageCodec):
     """codedvision at quality 0..100 (the released model that codedvision.load() returns)."""
 
